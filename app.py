@@ -1,0 +1,4 @@
+"""WSGI entry point and FLASK_APP target: ``flask --app app ...``."""
+from portal import create_app
+
+app = create_app()

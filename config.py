@@ -1,0 +1,77 @@
+"""Configuration read from environment variables (see CONTRACT section 2).
+
+Nothing happens at import time: ``Config.from_env`` is called by ``create_app``
+with the instance folder, which is where defaults that need a path live.
+"""
+import os
+import secrets
+
+
+def _int_env(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def normalize_database_url(url):
+    """Accept plain ``postgresql://`` URLs and route them to psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _secret_key(instance_path):
+    """Use SECRET_KEY, else a key generated once into the instance folder."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = os.path.join(instance_path, "secret_key")
+    if not os.path.exists(path):
+        os.makedirs(instance_path, exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        os.chmod(path, 0o600)
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+class Config:
+    """Settings shared by every process (web, workers, scheduler, CLI)."""
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None
+    BABEL_DEFAULT_LOCALE = "en"
+    LANGUAGES = ("en", "zh_CN")
+    LOGIN_RATE_LIMIT = "10 per minute"
+    PASSWORD_HASH_METHOD = "scrypt"
+    TASK_LOCK_MINUTES = 15
+    # How long a worker may hold an item before another may reclaim it.
+    BATCH_LEASE_SECONDS = 120
+    # A batch job works this long before it requeues itself (fairness between batches).
+    BATCH_SLICE_SECONDS = 0.5
+    QUEUE_NAME = "portal"
+    TESTING = False
+
+    @classmethod
+    def from_env(cls, instance_path):
+        settings = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
+        database_url = os.environ.get("DATABASE_URL") or (
+            "sqlite:///" + os.path.join(instance_path, "portal.db"))
+        max_upload_mb = _int_env("MAX_UPLOAD_MB", 20)
+        settings.update(
+            SQLALCHEMY_DATABASE_URI=normalize_database_url(database_url),
+            REDIS_URL=os.environ.get("REDIS_URL") or None,
+            SECRET_KEY=_secret_key(instance_path),
+            BATCH_CONCURRENCY=_int_env("BATCH_CONCURRENCY", 5),
+            BATCH_RETRY_LIMIT=_int_env("BATCH_RETRY_LIMIT", 3),
+            BATCH_STALL_SECONDS=_int_env("BATCH_STALL_SECONDS", 300),
+            RECOVERY_INTERVAL_SECONDS=_int_env("RECOVERY_INTERVAL_SECONDS", 60),
+            MAX_UPLOAD_MB=max_upload_mb,
+            MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
+            MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),
+        )
+        return settings

@@ -1,0 +1,47 @@
+"""The batch approval portal: ``create_app`` builds the Flask application."""
+import os
+
+from flask import Flask
+
+from config import Config
+
+
+def create_app(overrides=None):
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or None,
+                template_folder="../templates", static_folder="../static")
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(Config.from_env(app.instance_path))
+    if overrides:
+        app.config.update(overrides)
+    _configure_rate_limit_storage(app)
+
+    from portal import extensions
+    extensions.init_app(app)
+
+    from portal import auth_loader, security
+    auth_loader.init_app(app)
+    security.init_app(app)
+
+    from portal.web import register_blueprints
+    register_blueprints(app)
+
+    from portal.api import bp as api_bp
+    app.register_blueprint(api_bp)
+
+    from portal.cli import register_cli
+    register_cli(app)
+    return app
+
+
+def _configure_rate_limit_storage(app):
+    """Share login rate limits through Redis when several web processes may run."""
+    if app.config.get("RATELIMIT_STORAGE_URI"):
+        return
+    url = app.config.get("REDIS_URL")
+    if not url:
+        app.config["RATELIMIT_STORAGE_URI"] = "memory://"
+    elif url.startswith("unix://"):
+        app.config["RATELIMIT_STORAGE_URI"] = "redis+unix://" + url[len("unix://"):]
+    else:
+        app.config["RATELIMIT_STORAGE_URI"] = url

@@ -1,0 +1,42 @@
+"""Handing runnable batches to RQ. Called after the caller's commit.
+
+Enqueueing is best effort: if Redis is unreachable the batch stays in the
+database and the recovery job starts it later.
+"""
+import logging
+
+from portal.queueing import get_queue
+
+log = logging.getLogger(__name__)
+
+LANE_JOB = "portal.jobs.batch_jobs.run_batch_lane"
+LANE_TIMEOUT = 600
+
+
+def enqueue_lanes(batch_id, count):
+    """Enqueue ``count`` lanes (at most the batch's concurrency is useful)."""
+    try:
+        queue = get_queue()
+        for _ in range(max(0, count)):
+            queue.enqueue(LANE_JOB, batch_id, job_timeout=LANE_TIMEOUT, result_ttl=60,
+                          failure_ttl=7 * 24 * 3600)
+        return True
+    except Exception:  # Redis down: the database still holds the work
+        log.exception("could not enqueue batch %s; recovery will start it", batch_id)
+        return False
+
+
+def enqueue_lane_at(batch_id, when):
+    try:
+        get_queue().enqueue_at(when, LANE_JOB, batch_id, job_timeout=LANE_TIMEOUT, result_ttl=60)
+        return True
+    except Exception:
+        log.exception("could not schedule batch %s", batch_id)
+        return False
+
+
+def start(batch):
+    """Lanes for a batch that has runnable items."""
+    if batch.status in ("pending", "running") and batch.pending > 0:
+        return enqueue_lanes(batch.id, min(batch.concurrency, batch.pending))
+    return True

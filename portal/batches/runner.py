@@ -1,0 +1,249 @@
+"""Running a batch's items: the claim, the item transaction, and the lane loop.
+
+A *lane* is one RQ job working through a batch one item at a time for a short
+slice, then requeueing itself at the back of the queue so other batches get
+their turn. Items are claimed in the database under the batch row lock and
+only while ``running < concurrency``, so the cap holds across any number of
+workers. A claim is a lease (token + expiry); an expired lease may be
+reclaimed by recovery.
+
+Each item runs in ONE transaction: lock the item and check the lease is still
+ours, approve through the workflow service (which locks and re-checks the
+task), record the outcome, update the counters, and claim the next item. A
+second run of the same item finds the lease gone or the item ended and does
+nothing, so every item takes effect exactly once.
+"""
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import force_locale
+
+from portal.batches.counters import finish_if_done, lock_batch, move
+from portal.extensions import db
+from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
+from portal.models.base import utcnow
+from portal.workflow.engine import decide, release_task
+from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Claim:
+    item_id: int
+    token: str
+
+
+@dataclass
+class LaneResult:
+    processed: int
+    more: bool            # claimable work remains: requeue a lane now
+    retry_at: object      # earliest delayed retry, when only those remain
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_locked(batch, now):
+    """Claim the next due pending item of a locked batch row, or None."""
+    if batch.status == "pending":
+        batch.status, batch.started_at = "running", now
+    if batch.status != "running" or batch.running >= batch.concurrency:
+        return None
+    item = db.session.execute(
+        db.select(BatchItem).where(
+            BatchItem.batch_id == batch.id, BatchItem.status == "pending",
+            (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now))
+        .order_by(BatchItem.id).limit(1).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if item is None:
+        return None
+    token = uuid.uuid4().hex
+    item.status, item.lease_token = "running", token
+    item.lease_expires_at = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
+    item.started_at, item.attempts = now, item.attempts + 1
+    move(batch, "pending", "running")
+    batch.progress_at = now
+    return Claim(item.id, token)
+
+
+def claim_next(batch_id):
+    """Claim one item in its own transaction (the first of a lane)."""
+    try:
+        batch = lock_batch(batch_id)
+        claim = _claim_locked(batch, utcnow()) if batch is not None else None
+        db.session.commit()
+        return claim
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _decision(item, batch):
+    data = item.post_data or {}
+    return (data.get("action", batch.action), data.get("comment", batch.comment),
+            data.get("form", batch.post_data))
+
+
+def _unlock_task(task_id, batch_id):
+    task = db.session.get(Task, task_id)
+    if task is not None and task.lock_batch_id == batch_id:
+        release_task(task)
+
+
+def _apply(item, batch):
+    """Run the approval in a savepoint; returns (status, kind, message, field_errors)."""
+    creator = db.session.get(User, batch.created_by_id)
+    action, comment, form = _decision(item, batch)
+    with force_locale(creator.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
+        savepoint = db.session.begin_nested()
+        try:
+            decide(item.task_id, creator, action, comment, form,
+                   batch_id=batch.id, batch_item_id=item.id)
+            savepoint.commit()
+            return "success", None, None, None
+        except (NotFound, Conflict) as exc:
+            savepoint.rollback()
+            return "ignored", exc.reason, exc.message, None
+        except ValidationFailed as exc:
+            savepoint.rollback()
+            return "failed", "validation", _field_message(exc.errors), exc.errors
+        except UserError as exc:
+            savepoint.rollback()
+            return "failed", "user", exc.message, None
+
+
+def _field_message(errors):
+    return "; ".join(f"{key}: {message}" for key, message in errors.items())
+
+
+def finish_item(claim, *, claim_next_item=True):
+    """Run one claimed item in one transaction; returns the next claim or None."""
+    started = time.monotonic()
+    try:
+        item = db.session.execute(
+            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update()
+            .execution_options(populate_existing=True)).scalar_one_or_none()
+        if item is None or item.status != "running" or item.lease_token != claim.token:
+            db.session.rollback()   # someone else holds or ended it: nothing to do
+            return None
+        batch = item.batch
+        status, kind, message, field_errors = _apply(item, batch)
+        now = utcnow()
+        if status != "success":
+            _unlock_task(item.task_id, batch.id)
+        item.status, item.error_kind, item.error = status, kind, message
+        item.field_errors = field_errors
+        item.finished_at, item.lease_token, item.lease_expires_at = now, None, None
+        db.session.add(BatchItemAttempt(
+            item_id=item.id, batch_id=batch.id, worker=worker_name(), started_at=item.started_at,
+            finished_at=now, duration_ms=int((time.monotonic() - started) * 1000),
+            outcome=status, error=message))
+        batch = lock_batch(batch.id)
+        move(batch, "running", status)
+        batch.progress_at = now
+        next_claim = _claim_locked(batch, now) if claim_next_item else None
+        finish_if_done(batch, now)
+        db.session.commit()
+        return next_claim
+    except Exception as exc:
+        db.session.rollback()
+        record_unexpected(claim, exc)
+        return None
+
+
+def backoff_seconds(retry_count):
+    """Exponential backoff with full jitter: ~2s, 4s, 8s... capped at 5 minutes."""
+    return random.uniform(0.5, 1.0) * min(300, 2 ** retry_count)
+
+
+def record_unexpected(claim, exc):
+    """An unexpected error rolled the item back: retry it later, or fail it at the limit."""
+    log.exception("item %s failed unexpectedly", claim.item_id, exc_info=exc)
+    try:
+        item = db.session.execute(
+            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update()
+            .execution_options(populate_existing=True)).scalar_one_or_none()
+        if item is None or item.status != "running" or item.lease_token != claim.token:
+            db.session.rollback()
+            return
+        now = utcnow()
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id,
+                                        worker=worker_name(), started_at=item.started_at,
+                                        finished_at=now, outcome="error", error=message))
+        release_lease(item, message, now)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not record the failure of item %s; recovery will", claim.item_id)
+
+
+def release_lease(item, message, now):
+    """Put a running item whose run was lost back to pending with backoff, or
+    fail it once it used up its retries (its task then goes back to manual
+    handling). Caller holds the item row lock and commits."""
+    batch = lock_batch(item.batch_id)
+    item.lease_token, item.lease_expires_at = None, None
+    item.error, item.error_kind = message, "unexpected"
+    if item.retry_count < current_app.config["BATCH_RETRY_LIMIT"]:
+        item.retry_count += 1
+        item.status = "pending"
+        item.next_attempt_at = now + timedelta(seconds=backoff_seconds(item.retry_count))
+        move(batch, "running", "pending")
+    else:
+        item.status, item.finished_at = "failed", now
+        _unlock_task(item.task_id, batch.id)
+        move(batch, "running", "failed")
+        finish_if_done(batch, now)
+    batch.progress_at = now
+
+
+def run_lane(batch_id, slice_seconds=None):
+    """Work through a batch for one slice; say whether to requeue."""
+    slice_seconds = current_app.config["BATCH_SLICE_SECONDS"] if slice_seconds is None else slice_seconds
+    deadline = time.monotonic() + slice_seconds
+    processed = 0
+    claim = claim_next(batch_id)
+    while claim is not None:
+        claim = finish_item(claim, claim_next_item=time.monotonic() < deadline)
+        processed += 1
+    return LaneResult(processed, *_remaining(batch_id))
+
+
+def _remaining(batch_id):
+    """(claimable work remains and a slot is free, earliest delayed retry)."""
+    now = utcnow()
+    batch = db.session.execute(db.select(Batch).where(Batch.id == batch_id)
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
+    if batch is None or batch.status not in ("pending", "running") or batch.pending == 0:
+        db.session.rollback()
+        return False, None
+    due_now = (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now)
+    ready = db.session.execute(db.select(BatchItem.id).where(
+        BatchItem.batch_id == batch_id, BatchItem.status == "pending", due_now).limit(1)).first()
+    later = db.session.execute(db.select(db.func.min(BatchItem.next_attempt_at)).where(
+        BatchItem.batch_id == batch_id, BatchItem.status == "pending",
+        BatchItem.next_attempt_at > now)).scalar()
+    more = ready is not None and batch.running < batch.concurrency
+    db.session.rollback()
+    return more, later
+
+
+def run_inline(batch_id, max_lanes=100000):
+    """Run a batch to the end in this process (tests, CLI); returns items processed."""
+    total = 0
+    for _ in range(max_lanes):
+        result = run_lane(batch_id, slice_seconds=3600)
+        total += result.processed
+        if not result.more:
+            break
+    return total

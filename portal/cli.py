@@ -1,0 +1,146 @@
+"""Flask CLI commands (CONTRACT section 3): demo, process, user, worker, scheduler,
+plus ``run-all``, the foreground launcher behind ``make run``."""
+import json
+import os
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from portal import accounts
+from portal.extensions import db
+from portal.models.users import ROLES
+from portal.workflow.errors import WorkflowError
+
+process_cli = AppGroup("process", help="Process definitions.")
+user_cli = AppGroup("user", help="Users and API tokens.")
+
+
+def _fail(exc):
+    detail = getattr(exc, "errors", None)
+    message = exc.message if isinstance(exc, WorkflowError) else str(exc)
+    if detail:
+        message += "\n" + "\n".join(f"  {k}: {v}" for k, v in detail.items())
+    raise click.ClickException(message)
+
+
+@process_cli.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def process_load(path):
+    """Load a process definition (a changed one becomes a new version)."""
+    from portal.workflow.definitions import load_definition
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not a JSON file ({exc})")
+    try:
+        definition, created = load_definition(data)
+        db.session.commit()
+    except WorkflowError as exc:
+        db.session.rollback()
+        _fail(exc)
+    state = "loaded" if created else "unchanged"
+    click.echo(f"{definition.key} version {definition.version} {state}")
+
+
+@user_cli.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default="user", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--workflow-roles", default="", help="Space separated, e.g. 'finance'.")
+def user_create(name, role, password, workflow_roles):
+    """Create a user."""
+    try:
+        user = accounts.create_user(name, password, role, workflow_roles)
+        db.session.commit()
+    except WorkflowError as exc:
+        db.session.rollback()
+        _fail(exc)
+    click.echo(f"created {user.username} ({user.role})")
+
+
+@user_cli.command("token")
+@click.argument("name")
+def user_token(name):
+    """Print a new API token for NAME (only its hash is stored)."""
+    try:
+        token = accounts.issue_token(accounts.require_user(name))
+        db.session.commit()
+    except WorkflowError as exc:
+        _fail(exc)
+    click.echo(token)
+
+
+def _set_disabled(name, disabled):
+    try:
+        accounts.set_disabled(accounts.require_user(name), disabled)
+        db.session.commit()
+    except WorkflowError as exc:
+        _fail(exc)
+    click.echo(f"{name} {'disabled' if disabled else 'enabled'}")
+
+
+@user_cli.command("disable")
+@click.argument("name")
+def user_disable(name):
+    _set_disabled(name, True)
+
+
+@user_cli.command("enable")
+@click.argument("name")
+def user_enable(name):
+    _set_disabled(name, False)
+
+
+@click.command("demo")
+def demo_command():
+    """Demo users, process definitions and pending tasks (idempotent)."""
+    from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+    summary = load_demo()
+    db.session.commit()
+    click.echo(f"demo: {summary['users']} users and {summary['tasks']} tasks created")
+    click.echo("demo logins (password %s): %s" % (
+        DEMO_PASSWORD, ", ".join(f"{name} ({role})" for name, role, *_ in DEMO_USERS)))
+
+
+def _after_fork_dispose():
+    """Forked work-horses must not share the parent's database connections."""
+    engine = db.engine
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--name", default=None)
+def worker_command(burst, name):
+    """One RQ worker on the portal's queue, inside the app context."""
+    from rq import Worker
+    from portal.queueing import get_queue, get_redis
+    _after_fork_dispose()
+    db.session.remove()
+    worker = Worker([get_queue()], connection=get_redis(), name=name)
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+@click.command("scheduler")
+@click.option("--burst", is_flag=True, help="Enqueue what is due once, then stop.")
+def scheduler_command(burst):
+    """rq-scheduler with the portal's periodic jobs registered."""
+    from portal.jobs.scheduler import PortalScheduler
+    from portal.queueing import get_queue, get_redis
+    config = current_app.config
+    scheduler = PortalScheduler(queue=get_queue(), connection=get_redis(),
+                                interval=min(10, config["RECOVERY_INTERVAL_SECONDS"]),
+                                config=config)
+    scheduler.run(burst=burst)
+
+
+def register_cli(app):
+    from portal.launcher import run_all_command
+    app.cli.add_command(process_cli)
+    app.cli.add_command(user_cli)
+    app.cli.add_command(demo_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(scheduler_command)
+    app.cli.add_command(run_all_command)

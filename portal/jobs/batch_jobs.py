@@ -1,0 +1,14 @@
+"""Jobs that run batch items."""
+from datetime import timezone
+
+from portal.batches import dispatch, runner
+
+
+def run_batch_lane(batch_id):
+    """Work on one batch for a slice, then requeue at the back of the queue."""
+    result = runner.run_lane(batch_id)
+    if result.more:
+        dispatch.enqueue_lanes(batch_id, 1)
+    elif result.retry_at is not None:
+        dispatch.enqueue_lane_at(batch_id, result.retry_at.replace(tzinfo=timezone.utc))
+    return result.processed

@@ -1,0 +1,83 @@
+"""``flask --app app run-all``: what ``make run`` starts, in the foreground.
+
+Applies migrations, loads demo data into an empty database, starts the
+embedded Redis unless REDIS_URL is set, then the web server, two RQ workers
+and the scheduler as child processes. Ctrl-C (or SIGTERM) stops them all.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import current_app
+from flask_migrate import upgrade
+
+from portal.extensions import db
+from portal.models import User
+
+
+def _children(env, port):
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    web = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+           "--threads", "4", "--access-logfile", "-", "app:app"]
+    return [("web", web), ("worker-1", flask + ["worker", "--name", f"w1-{os.getpid()}"]),
+            ("worker-2", flask + ["worker", "--name", f"w2-{os.getpid()}"]),
+            ("scheduler", flask + ["scheduler"])]
+
+
+@click.command("run-all")
+@click.option("--port", default=lambda: int(os.environ.get("PORT", 5000)), show_default="5000")
+def run_all_command(port):
+    """Migrate, seed, and run web + 2 workers + scheduler until Ctrl-C."""
+    from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+    from portal.queueing import redis_url_for
+
+    upgrade()
+    if db.session.execute(db.select(db.func.count(User.id))).scalar() == 0:
+        load_demo()
+        db.session.commit()
+    db.session.remove()
+    db.engine.dispose()
+
+    env = dict(os.environ)
+    env["REDIS_URL"] = redis_url_for(current_app._get_current_object())
+    env["PORTAL_INSTANCE_PATH"] = current_app.instance_path
+    env.setdefault("SECRET_KEY", current_app.config["SECRET_KEY"])
+    procs = []
+    for name, argv in _children(env, port):
+        procs.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
+
+    click.echo(f"\nBatch approval portal on http://127.0.0.1:{port}")
+    click.echo(f"Demo logins, password {DEMO_PASSWORD}:")
+    for name, role, roles, locale in DEMO_USERS:
+        click.echo(f"  {name:<11} {role}{' + ' + roles if roles else ''}")
+    click.echo("Ctrl-C stops everything.\n")
+
+    stopping = False
+
+    def _stop(*_args):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    click.echo(f"{name} exited with {proc.returncode}; stopping.", err=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for _name, proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        for _name, proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        click.echo("stopped.")

@@ -1,0 +1,141 @@
+"""Batches: a master row (batch) and one detail row per task (item), with the
+attempts of each item, an audit trail of batch actions and stored files.
+
+Counters on the batch row are changed only in the same transaction as the
+item status they count, so ``total = pending + running + success + failed +
+ignored + cancelled`` holds at every commit.
+"""
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import utcnow
+
+BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")
+ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_failed", "cancelled")
+MODES = ("form", "single", "per_instance")
+
+
+class Batch(db.Model):
+    __tablename__ = "batch"
+    __table_args__ = (
+        Index("ix_batch_status_updated", "status", "updated_at"),
+        Index("ix_batch_creator_id", "created_by_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(40), unique=True)
+    app_version_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    mode: Mapped[str] = mapped_column(String(20), default="form")
+    action: Mapped[str | None] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    post_data: Mapped[dict | None] = mapped_column(JSON)  # the shared form
+    filter: Mapped[dict | None] = mapped_column(JSON)
+    concurrency: Mapped[int] = mapped_column(default=5)
+    total: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    running: Mapped[int] = mapped_column(default=0)
+    success: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    ignored: Mapped[int] = mapped_column(default=0)
+    cancelled: Mapped[int] = mapped_column(default=0)
+    source_batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Last time an item of this batch ended or was claimed: stall detection.
+    progress_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error_file_id: Mapped[int | None] = mapped_column(ForeignKey("batch_file.id", use_alter=True))
+
+    node = relationship("Node")
+    created_by = relationship("User")
+    error_file = relationship("BatchFile", foreign_keys=[error_file_id], post_update=True)
+
+    @property
+    def with_errors(self):
+        return self.status == "finished" and self.failed > 0
+
+
+class BatchItem(db.Model):
+    __tablename__ = "batch_item"
+    __table_args__ = (
+        Index("ix_batch_item_batch_status", "batch_id", "status", "id"),
+        Index("ix_batch_item_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"))
+    # No foreign key: an item may name a task id that does not exist (ignored).
+    task_id: Mapped[int] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    # validation|user|unexpected for failed items; the reason code for ignored ones
+    error_kind: Mapped[str | None] = mapped_column(String(20))
+    field_errors: Mapped[dict | None] = mapped_column(JSON)
+    retry_count: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    post_data: Mapped[dict | None] = mapped_column(JSON)  # per-item form from an import
+    source_ref: Mapped[str | None] = mapped_column(String(40))  # row number or sheet name
+    lease_token: Mapped[str | None] = mapped_column(String(40))
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    retried_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    retried_at: Mapped[datetime | None]
+
+    batch = relationship(Batch)
+    retried_by = relationship("User")
+
+
+class BatchItemAttempt(db.Model):
+    """One run of one item: when, where, how long, and how it ended."""
+
+    __tablename__ = "batch_item_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("batch_item.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None]
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    retried_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+    retried_by = relationship("User")
+
+
+class BatchEvent(db.Model):
+    """Audit trail of batch actions: created, paused, resumed, cancelled, retried..."""
+
+    __tablename__ = "batch_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user = relationship("User")
+
+
+class BatchFile(db.Model):
+    """A file kept in the database so every web and worker process can serve it."""
+
+    __tablename__ = "batch_file"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # error
+    filename: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,5 @@
+"""Server-rendered pages, one blueprint module per feature."""
+
+
+def register_blueprints(app):
+    pass

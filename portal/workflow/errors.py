@@ -1,0 +1,59 @@
+"""Typed outcomes of workflow services, each with the HTTP status it maps to.
+
+``reason`` is a stable code (used for batch items ignored for that reason);
+``message`` is readable text for people.
+"""
+from flask_babel import lazy_gettext as _l
+
+
+class WorkflowError(Exception):
+    status = 400
+    reason = "error"
+
+    def __init__(self, message=None, reason=None):
+        super().__init__(str(message) if message is not None else self.reason)
+        self.message = str(message) if message is not None else self.reason
+        if reason:
+            self.reason = reason
+
+
+class NotFound(WorkflowError):
+    """Missing, or not visible to the caller (the two are not told apart)."""
+    status = 404
+    reason = "gone"
+
+
+class Conflict(WorkflowError):
+    """The state forbids the action: done, suspended, countersigning, locked."""
+    status = 409
+
+
+class ValidationFailed(WorkflowError):
+    status = 422
+    reason = "validation"
+
+    def __init__(self, errors, message=None):
+        super().__init__(message or _l("The form has errors."))
+        self.errors = errors
+
+
+class UserError(WorkflowError):
+    """The acting user may not act (e.g. disabled); waits for a person."""
+    status = 403
+    reason = "user"
+
+
+CONFLICT_MESSAGES = {
+    "done": _l("The task has already been handled."),
+    "suspended": _l("The instance is suspended."),
+    "countersigning": _l("The task waits for a countersignature."),
+    "locked": _l("The task is locked by someone else."),
+    "gone": _l("The task does not exist."),
+    "not_yours": _l("The task is not yours to handle."),
+    "wrong_node": _l("The task is not at this node."),
+    "cancelled": _l("Cancelled."),
+}
+
+
+def conflict(reason):
+    return Conflict(CONFLICT_MESSAGES[reason], reason=reason)

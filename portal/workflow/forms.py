@@ -1,0 +1,139 @@
+"""Server-side validation of a node's form against its field definitions.
+
+``validate_form(fields, data)`` returns ``(cleaned, errors)`` where errors maps
+each faulty field key to a readable message. Values arrive as JSON or as text
+typed into a page or a spreadsheet, so numbers, dates and booleans are also
+accepted in their usual text forms.
+"""
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from flask_babel import gettext as _
+
+FIELD_TYPES = ("text", "number", "date", "select", "boolean", "table")
+TRUE_WORDS = {"true", "1", "yes", "y", "是", "真", "on"}
+FALSE_WORDS = {"false", "0", "no", "n", "否", "假", "off"}
+
+
+def _is_blank(value):
+    return value is None or (isinstance(value, str) and value.strip() == "") or value == []
+
+
+def _number(value, field):
+    if isinstance(value, bool):
+        raise ValueError(_("Enter a number."))
+    try:
+        number = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(_("Enter a number."))
+    if not number.is_finite():
+        raise ValueError(_("Enter a number."))
+    if field.get("min") is not None and number < Decimal(str(field["min"])):
+        raise ValueError(_("Must be at least %(min)s.", min=field["min"]))
+    if field.get("max") is not None and number > Decimal(str(field["max"])):
+        raise ValueError(_("Must be at most %(max)s.", max=field["max"]))
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _date(value):
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y-%m-%d %H:%M:%S", "%Y年%m月%d日"):
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise ValueError(_("Enter a date as YYYY-MM-DD."))
+
+
+def _boolean(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError(_("Choose yes or no."))
+
+
+def _text(value, field):
+    text = str(value) if not isinstance(value, str) else value
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))  # a code typed into a spreadsheet cell
+    limit = field.get("max_length")
+    if limit is not None and len(text) > limit:
+        raise ValueError(_("At most %(n)s characters.", n=limit))
+    return text
+
+
+def _select(value, field):
+    options = [str(o) for o in field.get("options", [])]
+    text = str(value).strip()
+    if text not in options:
+        raise ValueError(_("Choose one of: %(options)s.", options=", ".join(options)))
+    return text
+
+
+def _table(value, field):
+    if not isinstance(value, list):
+        raise ValueError(_("Enter a list of rows."))
+    rows, problems = [], []
+    for number, row in enumerate(value, start=1):
+        if not isinstance(row, dict):
+            problems.append(_("Row %(n)s: not a row.", n=number))
+            continue
+        cleaned, errors = validate_form(field.get("columns", []), row)
+        rows.append(cleaned)
+        problems.extend(_("Row %(n)s: %(label)s: %(message)s", n=number,
+                          label=_label(field.get("columns", []), key), message=message)
+                        for key, message in errors.items())
+    if problems:
+        raise ValueError(" ".join(problems))
+    return rows
+
+
+def _label(fields, key):
+    for f in fields:
+        if f["key"] == key:
+            return f.get("label", key)
+    return key
+
+
+def clean_value(field, value):
+    """Convert one present value, raising ValueError with a readable message."""
+    kind = field.get("type", "text")
+    if kind == "number":
+        return _number(value, field)
+    if kind == "date":
+        return _date(value)
+    if kind == "boolean":
+        return _boolean(value)
+    if kind == "select":
+        return _select(value, field)
+    if kind == "table":
+        return _table(value, field)
+    return _text(value, field)
+
+
+def validate_form(fields, data, *, enforce_required=True):
+    """Check ``data`` against ``fields``; unknown keys are dropped."""
+    data = data if isinstance(data, dict) else {}
+    cleaned, errors = {}, {}
+    for field in fields:
+        key = field["key"]
+        value = data.get(key)
+        if _is_blank(value):
+            if field.get("required") and enforce_required:
+                errors[key] = _("This field is required.")
+            continue
+        try:
+            cleaned[key] = clean_value(field, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    return cleaned, errors

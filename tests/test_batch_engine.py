@@ -1,0 +1,190 @@
+"""The batch engine in one process: creation, eligibility, counters, control."""
+import pytest
+
+from conftest import GOOD_FORM
+from portal.batches import control, creation, runner
+from portal.batches.counters import counts_from_items
+from portal.extensions import db
+from portal.models import Batch, BatchItem, History, Task
+from portal.workflow import engine
+from portal.workflow.errors import ValidationFailed
+
+
+def _node(task):
+    return task.node
+
+
+def _assert_counters(batch):
+    db.session.refresh(batch)
+    derived = counts_from_items(batch.id)
+    stored = {k: getattr(batch, k) for k in derived}
+    assert stored == derived
+    assert batch.total == sum(derived.values())
+
+
+def test_create_validates_shared_form_before_writing(factory):
+    users = factory.standard()
+    tasks = factory.tasks(3, starter=users["admin"])
+    with pytest.raises(ValidationFailed) as caught:
+        creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                              action="approve", form={"amount": "abc"})
+    assert set(caught.value.errors) == {"amount", "category"}
+    db.session.rollback()
+    assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 0
+
+
+def test_ineligible_tasks_become_ignored_items_with_reasons(factory):
+    users = factory.standard()
+    tasks = factory.tasks(6, starter=users["admin"])
+    engine.decide(tasks[0].id, users["alice"], "approve", "", GOOD_FORM)       # done
+    engine.set_suspended(tasks[1].instance_id, users["admin"], True)           # suspended
+    engine.countersign(tasks[2].id, users["alice"], "carol")                    # countersigning
+    db.session.commit()
+    ids = [t.id for t in tasks] + [999999, tasks[5].id]
+    node = tasks[0].node
+    assert creation.preview(users["alice"], node, ids) == {
+        "total": 8, "eligible": 3,
+        "reasons": {"done": 1, "suspended": 1, "countersigning": 1, "gone": 1, "duplicate": 1}}
+    batch = creation.create_batch(users["alice"], node, task_ids=ids, action="approve",
+                                  form=GOOD_FORM)
+    db.session.commit()
+    assert batch.number.startswith("B") and batch.number.endswith(f"{batch.id:06d}")
+    assert (batch.total, batch.pending, batch.ignored) == (8, 3, 5)
+    locked = db.session.execute(db.select(Task).where(Task.lock_batch_id == batch.id)).scalars().all()
+    assert sorted(t.id for t in locked) == sorted(t.id for t in tasks[3:])
+    with pytest.raises(Exception):
+        engine.decide(tasks[3].id, users["alice"], "approve", "", GOOD_FORM)  # locked by the batch
+    db.session.rollback()
+    # someone else's pending tasks are "not_yours"
+    other = creation.preview(users["carol"], node, [tasks[4].id])
+    assert other["reasons"] == {"not_yours": 1}
+    _assert_counters(batch)
+
+
+def test_run_inline_approves_each_task_once_and_finishes(factory):
+    users = factory.standard()
+    tasks = factory.tasks(12, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", comment="batch ok", form=GOOD_FORM,
+                                  concurrency=3)
+    db.session.commit()
+    assert runner.run_inline(batch.id) == 12
+    db.session.refresh(batch)
+    assert (batch.status, batch.success, batch.pending, batch.running) == ("finished", 12, 0, 0)
+    assert batch.finished_at is not None and not batch.with_errors
+    approvals = db.session.execute(db.select(db.func.count(History.id)).where(
+        History.action == "approve", History.batch_item_id.is_not(None))).scalar()
+    assert approvals == 12
+    assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
+    _assert_counters(batch)
+    # running the same batch again does nothing
+    assert runner.run_inline(batch.id) == 0
+
+
+def test_item_run_twice_takes_effect_once(factory):
+    users = factory.standard()
+    tasks = factory.tasks(1, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[tasks[0].id],
+                                  action="approve", form=GOOD_FORM)
+    db.session.commit()
+    claim = runner.claim_next(batch.id)
+    assert runner.finish_item(claim) is None
+    assert runner.finish_item(claim) is None  # a duplicate delivery of the same claim
+    approvals = db.session.execute(db.select(db.func.count(History.id)).where(
+        History.action == "approve")).scalar()
+    assert approvals == 1
+    _assert_counters(batch)
+
+
+def test_cap_holds_in_the_database(factory):
+    users = factory.standard()
+    tasks = factory.tasks(10, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", form=GOOD_FORM, concurrency=2)
+    db.session.commit()
+    claims = [runner.claim_next(batch.id) for _ in range(5)]
+    assert [c is not None for c in claims] == [True, True, False, False, False]
+    db.session.refresh(batch)
+    assert batch.running == 2 and batch.status == "running"
+    _assert_counters(batch)
+
+
+def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
+    users = factory.standard()
+    tasks = factory.tasks(3, starter=users["admin"])
+    rows = {tasks[0].id: {"post_data": {"action": "approve", "form": {"amount": "x"}}},
+            tasks[1].id: {"post_data": {"action": "approve", "form": GOOD_FORM}},
+            tasks[2].id: {"post_data": {"action": "approve", "form": GOOD_FORM}}}
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=list(rows),
+                                  mode="single", rows=rows)
+    db.session.commit()
+    engine.set_suspended(tasks[1].instance_id, users["admin"], True)
+    users["alice"].disabled = False
+    db.session.commit()
+    runner.run_inline(batch.id)
+    items = {i.task_id: i for i in db.session.execute(db.select(BatchItem)).scalars()}
+    assert items[tasks[0].id].status == "failed" and items[tasks[0].id].error_kind == "validation"
+    assert "amount" in items[tasks[0].id].error
+    assert items[tasks[1].id].status == "ignored" and items[tasks[1].id].error_kind == "suspended"
+    assert items[tasks[2].id].status == "success"
+    db.session.refresh(batch)
+    assert batch.with_errors
+    assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
+    _assert_counters(batch)
+
+
+def test_disabled_creator_fails_items_with_user_error(factory):
+    users = factory.standard()
+    tasks = factory.tasks(2, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", form=GOOD_FORM)
+    users["alice"].disabled = True
+    db.session.commit()
+    runner.run_inline(batch.id)
+    kinds = {i.error_kind for i in db.session.execute(db.select(BatchItem)).scalars()}
+    assert kinds == {"user"}
+    _assert_counters(batch)
+
+
+def test_pause_resume_cancel(factory):
+    users = factory.standard()
+    tasks = factory.tasks(6, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", form=GOOD_FORM)
+    db.session.commit()
+    control.pause(batch, users["alice"])
+    db.session.commit()
+    assert runner.run_inline(batch.id) == 0
+    control.resume(batch, users["alice"])
+    db.session.commit()
+    claim = runner.claim_next(batch.id)
+    runner.finish_item(claim, claim_next_item=False)
+    control.cancel(batch, users["alice"])
+    db.session.commit()
+    db.session.refresh(batch)
+    assert (batch.status, batch.success, batch.cancelled) == ("cancelled", 1, 5)
+    assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
+    _assert_counters(batch)
+
+
+def test_retry_failed_items_up_to_limit(factory, app):
+    users = factory.standard()
+    tasks = factory.tasks(2, starter=users["admin"])
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", form=GOOD_FORM)
+    users["alice"].disabled = True
+    db.session.commit()
+    runner.run_inline(batch.id)
+    limit = app.config["BATCH_RETRY_LIMIT"]
+    for _ in range(limit):
+        _b, retried, _at_limit = control.retry(batch, users["sam"])
+        db.session.commit()
+        assert retried == 2
+        runner.run_inline(batch.id)
+    _b, retried, at_limit = control.retry(batch, users["sam"])
+    assert (retried, at_limit) == (0, 2)
+    users["alice"].disabled = False
+    db.session.commit()
+    item = db.session.execute(db.select(BatchItem)).scalars().first()
+    assert item.retry_count == limit and item.retried_by_id == users["sam"].id
+    _assert_counters(batch)
