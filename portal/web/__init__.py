@@ -1,5 +1,45 @@
-"""Server-rendered pages, one blueprint module per feature."""
+"""Server-rendered pages, one blueprint module per feature, and the HTML error pages."""
+from flask import render_template, request
+from flask_babel import get_locale, gettext as _
+from flask_wtf.csrf import CSRFError
+
+ERROR_MESSAGES = {
+    400: "The request could not be understood.",
+    403: "You may not do this.",
+    404: "Not found.",
+    405: "This action is not allowed here.",
+    409: "The request conflicts with the current state.",
+    413: "The upload is too large.",
+    429: "Too many attempts. Please wait a minute and try again.",
+    500: "Something went wrong on our side.",
+}
+
+
+def _wants_json():
+    return request.path.startswith("/api/")
 
 
 def register_blueprints(app):
-    pass
+    from portal.web import admin, auth, batches, imports, tasks
+    for module in (auth, tasks, batches, imports, admin):
+        app.register_blueprint(module.bp)
+
+    @app.context_processor
+    def _locale():
+        return {"current_locale": lambda: str(get_locale() or "en")}
+
+    def _render_error(code, message=None):
+        text = message or _(ERROR_MESSAGES.get(code, "Error"))
+        if code == 413:
+            text = _("The upload is larger than %(mb)s MB.", mb=app.config["MAX_UPLOAD_MB"])
+        if _wants_json():
+            return {"error": text}, code
+        return render_template("errors/error.html", code=code, message=text), code
+
+    for code in ERROR_MESSAGES:
+        app.register_error_handler(code, lambda exc, code=code: _render_error(
+            code, getattr(exc, "description", None) if code not in (404, 405, 413, 500) else None))
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        return _render_error(400, _("The form expired or was sent from elsewhere. Please try again."))

@@ -1,0 +1,1 @@
+"""Batches: create, list, show, items, retry, pause, resume, cancel."""

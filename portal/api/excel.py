@@ -1,0 +1,1 @@
+"""Excel: node templates, imports (dry run or batch) and error workbooks."""

@@ -1,0 +1,1 @@
+"""Instances, nodes and tasks: start, list, approve/reject, recall."""
