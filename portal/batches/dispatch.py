@@ -35,6 +35,15 @@ def enqueue_lane_at(batch_id, when):
         return False
 
 
+def enqueue_job(path, *args, timeout=600):
+    try:
+        get_queue().enqueue(path, *args, job_timeout=timeout, result_ttl=60)
+        return True
+    except Exception:
+        log.exception("could not enqueue %s%s", path, args)
+        return False
+
+
 def start(batch):
     """Lanes for a batch that has runnable items."""
     if batch.status in ("pending", "running") and batch.pending > 0:

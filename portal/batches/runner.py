@@ -44,8 +44,9 @@ class Claim:
 @dataclass
 class LaneResult:
     processed: int
-    more: bool            # claimable work remains: requeue a lane now
-    retry_at: object      # earliest delayed retry, when only those remain
+    more: bool             # claimable work remains: requeue a lane now
+    retry_at: object       # earliest delayed retry, when only those remain
+    finished_with_errors: bool = False
 
 
 def worker_name():
@@ -220,13 +221,15 @@ def run_lane(batch_id, slice_seconds=None):
 
 
 def _remaining(batch_id):
-    """(claimable work remains and a slot is free, earliest delayed retry)."""
+    """(claimable work remains and a slot is free, earliest delayed retry,
+    batch finished with failed items)."""
     now = utcnow()
     batch = db.session.execute(db.select(Batch).where(Batch.id == batch_id)
                                .execution_options(populate_existing=True)).scalar_one_or_none()
     if batch is None or batch.status not in ("pending", "running") or batch.pending == 0:
+        with_errors = batch is not None and batch.with_errors
         db.session.rollback()
-        return False, None
+        return False, None, with_errors
     due_now = (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now)
     ready = db.session.execute(db.select(BatchItem.id).where(
         BatchItem.batch_id == batch_id, BatchItem.status == "pending", due_now).limit(1)).first()
@@ -235,7 +238,7 @@ def _remaining(batch_id):
         BatchItem.next_attempt_at > now)).scalar()
     more = ready is not None and batch.running < batch.concurrency
     db.session.rollback()
-    return more, later
+    return more, later, False
 
 
 def run_inline(batch_id, max_lanes=100000):

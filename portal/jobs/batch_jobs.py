@@ -3,6 +3,8 @@ from datetime import timezone
 
 from portal.batches import dispatch, runner
 
+ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
+
 
 def run_batch_lane(batch_id):
     """Work on one batch for a slice, then requeue at the back of the queue."""
@@ -11,4 +13,7 @@ def run_batch_lane(batch_id):
         dispatch.enqueue_lanes(batch_id, 1)
     elif result.retry_at is not None:
         dispatch.enqueue_lane_at(batch_id, result.retry_at.replace(tzinfo=timezone.utc))
+    if result.finished_with_errors and result.processed:
+        # The lane that ended the batch (re)builds its error workbook.
+        dispatch.enqueue_job(ERROR_FILE_JOB, batch_id)
     return result.processed
