@@ -1,7 +1,7 @@
 """The batch engine in one process: creation, eligibility, counters, control."""
 import pytest
 
-from conftest import GOOD_FORM
+from support import GOOD_FORM
 from portal.batches import control, creation, runner
 from portal.batches.counters import counts_from_items
 from portal.extensions import db

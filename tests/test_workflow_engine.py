@@ -1,7 +1,7 @@
 """The approval engine: validation, approve/reject, locks, countersign, recall, suspension."""
 import pytest
 
-from conftest import GOOD_FORM
+from support import GOOD_FORM
 from portal.extensions import db
 from portal.models import History, Task
 from portal.workflow import engine
@@ -134,7 +134,7 @@ def test_disabled_user_gets_user_error(factory):
 
 
 def test_definition_versions_only_when_changed(factory):
-    from conftest import EXPENSE
+    from support import EXPENSE
     from portal.workflow.definitions import load_definition
     first = factory.process()
     same, created = load_definition(EXPENSE)

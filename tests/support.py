@@ -1,0 +1,145 @@
+"""Test helpers shared by the test modules: data factories, login, real workers, polling."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOG_DIR = tempfile.mkdtemp(prefix="portal-worker-logs-")
+
+
+# --- data helpers -----------------------------------------------------------------
+
+EXPENSE = {
+    "key": "expense", "name": "Expense claim",
+    "nodes": [
+        {"key": "manager", "name": "Manager review", "assignee": "user:alice",
+         "fields": [
+             {"key": "amount", "label": "Amount", "type": "number", "required": True, "min": 0},
+             {"key": "category", "label": "Category", "type": "select",
+              "options": ["Travel", "Meals"], "required": True},
+             {"key": "paid_on", "label": "Paid on", "type": "date"},
+             {"key": "urgent", "label": "Urgent", "type": "boolean"},
+             {"key": "note", "label": "Note", "type": "text", "max_length": 200},
+             {"key": "lines", "label": "Lines", "type": "table",
+              "columns": [{"key": "item", "label": "Item", "type": "text", "required": True},
+                          {"key": "cost", "label": "Cost", "type": "number"}]}]},
+        {"key": "finance", "name": "Finance review", "assignee": "role:finance", "fields": []},
+    ],
+}
+
+GOOD_FORM = {"amount": 12.5, "category": "Travel"}
+
+
+class Factory:
+    """Builds users, definitions and tasks, committing each step."""
+
+    PASSWORD = "password-123"
+
+    def __init__(self, app):
+        self.app = app
+
+    def user(self, name, role="user", workflow_roles="", locale=None):
+        from portal.accounts import create_user
+        from portal.extensions import db
+        user = create_user(name, self.PASSWORD, role, workflow_roles, locale)
+        db.session.commit()
+        return user
+
+    def process(self, definition=None):
+        from portal.extensions import db
+        from portal.workflow.definitions import load_definition
+        process, _created = load_definition(definition or EXPENSE)
+        db.session.commit()
+        return process
+
+    def tasks(self, count, process_key="expense", starter=None, title="Claim"):
+        """Start ``count`` instances; returns their first tasks."""
+        from portal.extensions import db
+        from portal.workflow.engine import start_instance
+        from portal.models import User
+        starter = starter or db.session.execute(db.select(User).limit(1)).scalar_one()
+        tasks = [start_instance(process_key, f"{title} {i}", {}, starter).tasks[0]
+                 for i in range(count)]
+        db.session.commit()
+        return tasks
+
+    def token(self, user):
+        from portal.accounts import issue_token
+        from portal.extensions import db
+        token = issue_token(user)
+        db.session.commit()
+        return token
+
+    def standard(self, tasks=0):
+        """alice (manager node), bob (finance role), carol, supervisor, admin + process."""
+        users = {
+            "alice": self.user("alice"), "bob": self.user("bob", workflow_roles="finance"),
+            "carol": self.user("carol"), "sam": self.user("sam", role="supervisor"),
+            "admin": self.user("admin", role="admin"),
+        }
+        self.process()
+        if tasks:
+            self.tasks(tasks, starter=users["admin"])
+        return users
+
+
+def csrf_token(client, url):
+    """The CSRF token a page at ``url`` embeds in its forms."""
+    html = client.get(url).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, f"no csrf token on {url}"
+    return match.group(1)
+
+
+def login(client, username, password=Factory.PASSWORD):
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": token}, follow_redirects=False)
+
+
+# --- real worker processes ---------------------------------------------------------
+
+class Workers:
+    """Real ``flask --app app worker`` processes on the test database and Redis."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, count=2, burst=False, extra_env=None):
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        for _ in range(count):
+            args = [sys.executable, "-m", "flask", "--app", "app", "worker"]
+            if burst:
+                args.append("--burst")
+            log = open(os.path.join(LOG_DIR, f"worker-{os.getpid()}-{len(self.procs)}.log"), "ab")
+            self.procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+        return self.procs[-count:]
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+            proc.wait(timeout=10)
+        self.procs = []
+
+
+def wait_for(predicate, timeout=60, interval=0.1, message="condition"):
+    """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message}")
