@@ -134,11 +134,32 @@ class Workers:
         self.procs = []
 
 
+def _end_transaction():
+    """Leave no transaction open while waiting: on SQLite every transaction
+    holds the write lock, and an idle one would stall the workers."""
+    from flask import has_app_context
+    if has_app_context():
+        from portal.extensions import db
+        db.session.rollback()
+
+
+def snapshot(model, object_id):
+    """A detached copy of one row, read in a transaction that is already closed."""
+    from portal.extensions import db
+    db.session.rollback()
+    row = db.session.get(model, object_id)
+    if row is not None:
+        db.session.expunge(row)
+    db.session.rollback()
+    return row
+
+
 def wait_for(predicate, timeout=60, interval=0.1, message="condition"):
     """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
+        _end_transaction()
         if value:
             return value
         time.sleep(interval)

@@ -14,8 +14,14 @@ COUNTER_OF = {"pending": "pending", "running": "running", "success": "success",
 
 
 def lock_batch(batch_id):
+    """Lock the batch row for this transaction.
+
+    FOR NO KEY UPDATE on PostgreSQL: rows inserted meanwhile with a foreign key
+    to the batch (attempts, events) take KEY SHARE locks, which FOR UPDATE
+    would conflict with, deadlocking two item transactions of one batch.
+    """
     return db.session.execute(
-        db.select(Batch).where(Batch.id == batch_id).with_for_update()
+        db.select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)).scalar_one_or_none()
 
 

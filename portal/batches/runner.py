@@ -63,7 +63,7 @@ def _claim_locked(batch, now):
         db.select(BatchItem).where(
             BatchItem.batch_id == batch.id, BatchItem.status == "pending",
             (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now))
-        .order_by(BatchItem.id).limit(1).with_for_update(skip_locked=True)
+        .order_by(BatchItem.id).limit(1).with_for_update(skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)).scalar_one_or_none()
     if item is None:
         return None
@@ -131,7 +131,7 @@ def finish_item(claim, *, claim_next_item=True):
     started = time.monotonic()
     try:
         item = db.session.execute(
-            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update()
+            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update(key_share=True)
             .execution_options(populate_existing=True)).scalar_one_or_none()
         if item is None or item.status != "running" or item.lease_token != claim.token:
             db.session.rollback()   # someone else holds or ended it: nothing to do
@@ -171,7 +171,7 @@ def record_unexpected(claim, exc):
     log.exception("item %s failed unexpectedly", claim.item_id, exc_info=exc)
     try:
         item = db.session.execute(
-            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update()
+            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update(key_share=True)
             .execution_options(populate_existing=True)).scalar_one_or_none()
         if item is None or item.status != "running" or item.lease_token != claim.token:
             db.session.rollback()
