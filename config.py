@@ -52,7 +52,7 @@ class Config:
     # How long a worker may hold an item before another may reclaim it.
     BATCH_LEASE_SECONDS = 120
     # A batch job works this long before it requeues itself (fairness between batches).
-    BATCH_SLICE_SECONDS = 0.5
+    BATCH_SLICE_SECONDS = 1.0
     QUEUE_NAME = "portal"
     TESTING = False
 

@@ -89,14 +89,26 @@ def _empty_tables(app):
 @pytest.fixture
 def app(_app):
     """The application with an app context pushed, on empty tables and Redis."""
+    from flask import g, request_started
     from portal.extensions import db, limiter
     from portal.queueing import get_redis
+
+    def _fresh_g(sender, **extra):
+        # Test-client requests reuse the app context pushed here; a real
+        # request gets a fresh ``g`` (Flask-Login user, Babel locale, CSRF).
+        for name in list(vars(g)):
+            delattr(g, name)
+
     _empty_tables(_app)
     with _app.app_context():
         get_redis().flushdb()
         limiter.reset()
-        yield _app
-        db.session.remove()
+        request_started.connect(_fresh_g, _app)
+        try:
+            yield _app
+        finally:
+            request_started.disconnect(_fresh_g, _app)
+            db.session.remove()
 
 @pytest.fixture
 def client(app):

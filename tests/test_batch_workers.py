@@ -110,7 +110,8 @@ def test_small_batch_is_not_starved_by_a_big_one(factory, workers):
 
 def test_killed_worker_loses_nothing_and_the_batch_resumes(factory, workers, app):
     users = factory.standard()
-    batch = _make_batch(factory, users, 400, concurrency=3)
+    # Big enough that one worker cannot finish it between two polls below.
+    batch = _make_batch(factory, users, 1500, concurrency=3)
     dispatch.start(batch)
     (victim,) = workers.start(1)
     wait_for(lambda: _fresh(batch.id).success >= 30, timeout=60, message="progress")
@@ -129,6 +130,6 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes(factory, workers, app
         dispatch.enqueue_lanes(batch_id, 3)
     workers.start(2)
     done = wait_for(lambda: _finished(batch.id), timeout=180, message="batch resumed and finished")
-    assert done.success == 400 and done.failed == 0
-    assert _approvals() == 400
+    assert done.success == 1500 and done.failed == 0
+    assert _approvals() == 1500
     _assert_consistent(batch.id)

@@ -16,6 +16,9 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token auth, no cookies: nothing for a forged request to ride on
 
 
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+
+
 class ApiError(Exception):
     def __init__(self, status, message, errors=None):
         super().__init__(message)
@@ -59,7 +62,7 @@ def int_arg(name, default=None, minimum=None, maximum=None):
 def paginate(query, id_column, default_limit=50, max_limit=500):
     """Keyset pagination on an ascending id: (rows, next_cursor)."""
     limit = int_arg("limit", default_limit, 1, max_limit)
-    cursor = int_arg("cursor", None, 0)
+    cursor = int_arg("cursor", None, 0, MAX_ID)
     if cursor is not None:
         query = query.where(id_column > cursor)
     rows = db.session.execute(query.order_by(id_column).limit(limit + 1)).scalars().all()

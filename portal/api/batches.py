@@ -1,1 +1,216 @@
-"""Batches: create, list, show, items, retry, pause, resume, cancel."""
+"""Batches: create, list, show, items, retry, pause, resume, cancel.
+
+A batch is created and committed here, then handed to RQ (``dispatch.start``);
+if Redis is unreachable the batch waits in the database for recovery. Who may
+see a batch: its creator, supervisors and admins; anyone else gets a 404.
+Lists are oldest first, ``limit`` (1-500) at a time after ``cursor``.
+"""
+from flask import current_app, request
+from flask_babel import gettext as _
+from sqlalchemy.orm import selectinload
+
+from portal.api import ApiError, api_user, bp, json_body
+from portal.api.workflow import MAX_ID, check_form_shape, invalid, is_id, only_fields, page
+from portal.batches import access, control, creation, dispatch
+from portal.batches.serialize import batch_to_dict, item_to_dict
+from portal.extensions import db
+from portal.models import Batch, BatchItem
+from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES
+from portal.workflow.engine import validate_decision
+from portal.workflow.errors import NotFound, ValidationFailed
+
+CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
+                 "concurrency"}
+TITLE_FILTER_MAX = 300  # an instance title is at most 300 characters
+# Retry takes the ids in one SQL IN list; more than this, and retrying every
+# failed item (no item_ids) is what the caller wants anyway.
+MAX_RETRY_IDS = 5000
+
+
+# --- reading the creation request ----------------------------------------------------
+
+def _node(body):
+    node_id = body.get("node_id")
+    if node_id is None:
+        raise invalid("node_id", _("This field is required."))
+    if isinstance(node_id, bool) or not isinstance(node_id, int):
+        raise invalid("node_id", _("Must be a whole number."))
+    if not is_id(node_id):
+        raise NotFound(_("Node not found."))
+    return creation.get_node(node_id)
+
+
+def _max_tasks():
+    return current_app.config["MAX_IMPORT_ROWS"]
+
+
+def _explicit_task_ids(raw):
+    """The listed ids; any integer a task id column can hold is kept (unknown
+    ones become ignored items), anything else is a 422."""
+    if isinstance(raw, list) and any(isinstance(v, float) for v in raw):
+        raise invalid("task_ids", _("Task ids must be whole numbers."))
+    task_ids = creation.parse_task_ids(raw)
+    if any(abs(task_id) > MAX_ID for task_id in task_ids):
+        raise invalid("task_ids", _("Task ids must be whole numbers."))
+    return task_ids
+
+
+def _title_filter(body):
+    """``filter.title_contains`` (or None); the stored filter says how ids were chosen."""
+    raw = body.get("filter")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise invalid("filter", _("Must be an object."))
+    only_fields(raw, {"title_contains"}, prefix="filter.")
+    title = raw.get("title_contains")
+    if title is not None and not isinstance(title, str):
+        raise invalid("filter.title_contains", _("Must be text."))
+    if title and len(title) > TITLE_FILTER_MAX:
+        raise invalid("filter.title_contains",
+                      _("At most %(n)s characters.", n=TITLE_FILTER_MAX))
+    return title or None
+
+
+def _selection(body, user, node):
+    """(task ids, stored filter) from ``task_ids`` or ``all_pending``."""
+    all_pending = body.get("all_pending")
+    if all_pending not in (None, False, True):
+        raise invalid("all_pending", _("Must be true or false."))
+    if all_pending and "task_ids" in body:
+        raise invalid("task_ids", _("Send either task_ids or all_pending, not both."))
+    if not all_pending:
+        if "filter" in body:
+            raise invalid("filter", _("A filter applies only with all_pending."))
+        return _explicit_task_ids(body.get("task_ids")), None
+    title = _title_filter(body)
+    task_ids = creation.query_task_ids(user, node, title)
+    if not task_ids:
+        # Form errors first: they are worth fixing whatever the selection.
+        validate_decision(node, body.get("action"), body.get("comment"), body.get("form"))
+        raise ValidationFailed(
+            {"all_pending": _("None of your pending tasks at this node match.")},
+            _("There are no pending tasks of yours at this node that match."))
+    return task_ids, {"all_pending": True, "title_contains": title}
+
+
+def _check_concurrency(value):
+    if isinstance(value, (bool, float)):
+        raise invalid("concurrency", _("Enter a whole number."))
+
+
+@bp.post("/batches")
+def create_batch():
+    """Approve many tasks of one node with one shared form; 202 with the new batch."""
+    user = api_user()
+    body = json_body()
+    only_fields(body, CREATE_FIELDS)
+    node = _node(body)
+    check_form_shape(node, body.get("form"))
+    _check_concurrency(body.get("concurrency"))
+    task_ids, stored_filter = _selection(body, user, node)
+    if len(task_ids) > _max_tasks():
+        raise invalid("task_ids", _("At most %(n)s tasks per batch.", n=_max_tasks()))
+    batch = creation.create_batch(
+        user, node, task_ids=task_ids, action=body.get("action"), comment=body.get("comment"),
+        form=body.get("form"), concurrency=body.get("concurrency"), filter=stored_filter)
+    db.session.commit()
+    dispatch.start(batch)
+    return {"batch": batch_to_dict(batch)}, 202
+
+
+# --- reading batches ------------------------------------------------------------------
+
+def _status_arg(allowed):
+    status = request.args.get("status") or None
+    if status is not None and status not in allowed:
+        raise ApiError(400, _("status must be one of: %(names)s.", names=", ".join(allowed)))
+    return status
+
+
+def _batch(batch_id):
+    return access.visible_batch(api_user(), batch_id if is_id(batch_id) else None)
+
+
+@bp.get("/batches")
+def list_batches():
+    """The caller's batches (supervisors and admins: everyone's); ``?status=`` narrows."""
+    query = access.visible_batches_query(api_user()).options(selectinload(Batch.created_by))
+    status = _status_arg(BATCH_STATUSES)
+    if status is not None:
+        query = query.where(Batch.status == status)
+    batches, next_cursor = page(query, Batch.id)
+    return {"batches": [batch_to_dict(b) for b in batches], "next_cursor": next_cursor}
+
+
+@bp.get("/batches/<int:batch_id>")
+def show_batch(batch_id):
+    return {"batch": batch_to_dict(_batch(batch_id))}
+
+
+@bp.get("/batches/<int:batch_id>/items")
+def list_items(batch_id):
+    """The batch's items; ``?status=failed`` includes items that failed at import."""
+    batch = _batch(batch_id)
+    query = db.select(BatchItem).where(BatchItem.batch_id == batch.id)
+    status = _status_arg(ITEM_STATUSES)
+    if status == "failed":
+        query = query.where(BatchItem.status.in_(("failed", "import_failed")))
+    elif status is not None:
+        query = query.where(BatchItem.status == status)
+    items, next_cursor = page(query, BatchItem.id)
+    return {"items": [item_to_dict(i) for i in items], "next_cursor": next_cursor}
+
+
+# --- steering batches -----------------------------------------------------------------
+
+def _item_ids():
+    """``item_ids`` from an optional JSON body; None means every failed item."""
+    if not request.get_data():
+        return None
+    body = json_body()
+    only_fields(body, {"item_ids"})
+    raw = body.get("item_ids")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(is_id(v) for v in raw):
+        raise invalid("item_ids", _("Must be a list of item ids."))
+    if len(raw) > MAX_RETRY_IDS:
+        raise invalid("item_ids", _("At most %(n)s item ids; send none to retry every failed item.",
+                                    n=MAX_RETRY_IDS))
+    return raw
+
+
+@bp.post("/batches/<int:batch_id>/retry")
+def retry_batch(batch_id):
+    """Supervisors and admins retry failed items (all, or ``item_ids``) under the limit."""
+    user = api_user()
+    batch = _batch(batch_id)
+    access.require_supervisor(user)
+    item_ids = _item_ids()
+    batch, retried, at_limit = control.retry(batch, user, item_ids)
+    db.session.commit()
+    dispatch.start(batch)
+    return {"batch": batch_to_dict(batch), "retried": retried, "at_limit": at_limit}, 202
+
+
+@bp.post("/batches/<int:batch_id>/pause")
+def pause_batch(batch_id):
+    batch = control.pause(_batch(batch_id), api_user())
+    db.session.commit()
+    return {"batch": batch_to_dict(batch)}, 202
+
+
+@bp.post("/batches/<int:batch_id>/resume")
+def resume_batch(batch_id):
+    batch = control.resume(_batch(batch_id), api_user())
+    db.session.commit()
+    dispatch.start(batch)
+    return {"batch": batch_to_dict(batch)}, 202
+
+
+@bp.post("/batches/<int:batch_id>/cancel")
+def cancel_batch(batch_id):
+    batch = control.cancel(_batch(batch_id), api_user())
+    db.session.commit()
+    return {"batch": batch_to_dict(batch)}, 202

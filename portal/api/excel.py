@@ -1,1 +1,86 @@
 """Excel: node templates, imports (dry run or batch) and error workbooks."""
+import io
+
+from flask import current_app, request, send_file
+from flask_babel import get_locale, gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from portal.api import ApiError, api_user, bp
+from portal.batches import imports
+from portal.batches.access import visible_batch
+from portal.batches.creation import get_node
+from portal.batches.serialize import batch_to_dict
+from portal.excel import XLSX_MIMETYPE, UploadTooLarge
+from portal.excel.errors_workbook import error_filename
+from portal.excel.layout import MODES
+from portal.excel.templates import build_template, template_filename
+from portal.extensions import db
+from portal.workflow.errors import NotFound
+
+
+def _mode(value):
+    if value not in MODES:
+        raise ApiError(400, _("mode must be single or per_instance."))
+    return value
+
+
+def _xlsx(content, filename):
+    return send_file(io.BytesIO(content), mimetype=XLSX_MIMETYPE, as_attachment=True,
+                     download_name=filename, max_age=0)
+
+
+def _uploaded_file():
+    """The multipart ``file``; 413 with a readable message when too large."""
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        raise UploadTooLarge(_("The upload is larger than %(mb)s MB.",
+                               mb=current_app.config["MAX_UPLOAD_MB"]))
+    if upload is None:
+        raise ApiError(400, _("Attach the workbook as the multipart field \"file\"."))
+    return upload.read()
+
+
+def _node_from_form():
+    raw = request.form.get("node_id", "")
+    try:
+        node_id = int(raw)
+    except ValueError:
+        raise ApiError(400, _("node_id must be a whole number."))
+    return get_node(node_id)
+
+
+@bp.post("/imports")
+def create_import():
+    data = _uploaded_file()
+    node = _node_from_form()
+    mode = _mode(request.form.get("mode"))
+    user = api_user()
+    if request.form.get("dry_run", "").lower() in ("1", "true", "yes"):
+        preview = imports.preview_upload(user, node, mode, data)
+        db.session.rollback()
+        return {"preview": preview}
+    batch = imports.create_import_batch(user, node, mode, data,
+                                        concurrency=request.form.get("concurrency"))
+    db.session.commit()
+    imports.start(batch)
+    return {"batch": batch_to_dict(batch)}, 202
+
+
+@bp.get("/batches/<int:batch_id>/error-file")
+def batch_error_file(batch_id):
+    batch = visible_batch(api_user(), batch_id)
+    if batch.error_file is None:
+        raise NotFound(_("This batch has no error workbook."))
+    return _xlsx(batch.error_file.content, error_filename(batch))
+
+
+@bp.get("/nodes/<int:node_id>/template")
+def node_template(node_id):
+    node = get_node(node_id)
+    mode = _mode(request.args.get("mode", "single"))
+    user = api_user()
+    locale = user.locale or str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
+    content = build_template(user, node, mode, locale)
+    db.session.rollback()
+    return _xlsx(content, template_filename(node, mode))

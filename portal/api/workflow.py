@@ -1,1 +1,185 @@
-"""Instances, nodes and tasks: start, list, approve/reject, recall."""
+"""Instances, nodes and tasks: start, list, approve/reject, recall.
+
+Each view reads and checks its input, calls one workflow service and commits;
+the service's WorkflowError becomes the contract's JSON error (404, 409, 422,
+403) in ``portal.api``. Request bodies are strict: an unknown key is a 422
+naming it, so a typo such as ``"coment"`` is reported instead of dropped.
+"""
+from flask import request
+from flask_babel import gettext as _
+from sqlalchemy.orm import selectinload
+
+from portal.api import ApiError, api_user, bp, int_arg, json_body, paginate
+from portal.extensions import db
+from portal.models import Task
+from portal.workflow import engine
+from portal.workflow.errors import ValidationFailed
+
+# The id columns are 32-bit integers on PostgreSQL: larger numbers name nothing.
+MAX_ID = 2**31 - 1
+
+
+# --- input checks shared by the API modules ----------------------------------------
+
+def invalid(field, message):
+    """A 422 about one request field, whose ``error`` names the field too."""
+    return ValidationFailed({field: message}, f"{field}: {message}")
+
+
+def only_fields(body, allowed, prefix=""):
+    """422 naming each key of ``body`` that the endpoint does not know.
+
+    ``prefix`` names the enclosing object in the error keys (``"filter."``).
+    """
+    unknown = sorted(prefix + str(key) for key in body if key not in allowed)
+    if unknown:
+        raise ValidationFailed({key: _("Unknown field.") for key in unknown},
+                               _("Unknown fields: %(names)s.", names=", ".join(unknown)))
+
+
+def check_form_shape(node, form):
+    """The form must be an object holding only the node's field keys.
+
+    The engine drops unknown keys; a script sending ``"amout"`` should hear
+    about it rather than see the value vanish.
+    """
+    if form is None:
+        return
+    if not isinstance(form, dict):
+        raise invalid("form", _("Must be an object."))
+    only_fields(form, {field["key"] for field in node.fields})
+
+
+def page(query, id_column):
+    """``paginate`` with the cursor bounded to what an id column can hold.
+
+    PostgreSQL refuses to compare an integer column with a larger number
+    (a 500); a cursor past the last possible id is bad input, so a 400.
+    """
+    int_arg("cursor", None, 0, MAX_ID)
+    return paginate(query, id_column)
+
+
+def is_id(value):
+    """True for a JSON integer (not a boolean) that can name a row."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+# --- JSON shapes --------------------------------------------------------------------
+
+def assignee_label(task):
+    if task.assignee_role:
+        return f"role:{task.assignee_role}"
+    return f"user:{task.assignee_user.username}" if task.assignee_user else None
+
+
+def task_to_dict(task):
+    holder = task.lock_holder if engine.lock_active(task) else None
+    return {
+        "id": task.id, "instance_id": task.instance_id, "title": task.instance.title,
+        "node_id": task.node_id, "status": task.status, "outcome": task.outcome,
+        "assignee": assignee_label(task),
+        "locked_by": holder.username if holder is not None else None,
+        "completed_at": task.completed_at.isoformat() + "Z" if task.completed_at else None,
+    }
+
+
+def instance_to_dict(instance):
+    return {
+        "id": instance.id, "title": instance.title, "status": instance.status,
+        "tasks": [{"id": t.id, "node_id": t.node_id, "assignee": assignee_label(t)}
+                  for t in instance.tasks],
+    }
+
+
+def node_to_dict(node, pending):
+    return {"id": node.id, "key": node.key, "name": node.name, "process": node.process.key,
+            "version": node.process.version, "pending": pending, "fields": node.fields}
+
+
+# --- instances and nodes ------------------------------------------------------------
+
+@bp.post("/instances")
+def start_instance():
+    body = json_body()
+    only_fields(body, {"process", "title", "data"})
+    instance = engine.start_instance(body.get("process"), body.get("title"), body.get("data"),
+                                     api_user())
+    db.session.commit()
+    return {"instance": instance_to_dict(instance)}, 201
+
+
+@bp.get("/nodes")
+def list_nodes():
+    """Nodes where the caller has pending tasks, with how many; ``?process=key`` narrows."""
+    process_key = request.args.get("process") or None
+    counts = engine.pending_counts_by_node(api_user(), process_key)
+    return {"nodes": [node_to_dict(node, count) for node, count in counts]}
+
+
+# --- tasks ----------------------------------------------------------------------------
+
+TASK_STATUSES = ("pending", "done")
+
+
+@bp.get("/tasks")
+def list_tasks():
+    """The caller's tasks, oldest first, ``limit`` (1-500) at a time after ``cursor``.
+
+    ``status=pending`` (the default): tasks the caller may handle now, of
+    running instances. ``status=done``: tasks the caller completed (approved
+    or rejected), the ones a recall may start from. Any other status is a 400.
+    ``node_id`` narrows either list to one node.
+    """
+    user = api_user()
+    status = request.args.get("status") or "pending"
+    if status not in TASK_STATUSES:
+        raise ApiError(400, _("status must be pending or done."))
+    node_id = int_arg("node_id", minimum=1, maximum=MAX_ID)
+    if status == "pending":
+        query = engine.pending_tasks_query(user, node_id=node_id)
+    else:
+        query = db.select(Task).where(Task.status == "done", Task.completed_by_id == user.id)
+        if node_id is not None:
+            query = query.where(Task.node_id == node_id)
+    query = query.options(selectinload(Task.instance), selectinload(Task.lock_holder),
+                          selectinload(Task.assignee_user))
+    tasks, next_cursor = page(query, Task.id)
+    return {"tasks": [task_to_dict(t) for t in tasks], "next_cursor": next_cursor}
+
+
+def _visible_task(task_id):
+    """The task, locked, or 404 when the caller may not see it.
+
+    Visibility is checked before any state is revealed: ``engine.decide``
+    alone would report a done task as a conflict even to someone who could
+    never see it. The row lock comes first so that everything read after it
+    (the instance, countersigns) is current.
+    """
+    if task_id > MAX_ID:
+        raise ApiError(404, _("Task not found."))
+    return engine.visible_task(api_user(), task_id, for_update=True)
+
+
+@bp.post("/tasks/<int:task_id>/approve")
+def approve_task(task_id):
+    """Approve or reject: ``{"action": "approve"|"reject", "comment": str, "form": {}}``."""
+    body = json_body()
+    only_fields(body, {"action", "comment", "form"})
+    user = api_user()
+    task = _visible_task(task_id)
+    engine.check_can_act(task, user)  # a state conflict outranks the form's faults
+    check_form_shape(task.node, body.get("form"))
+    task = engine.decide(task_id, user, body.get("action"), body.get("comment"),
+                         body.get("form"))
+    db.session.commit()
+    return {"task": task_to_dict(task)}
+
+
+@bp.post("/tasks/<int:task_id>/recall")
+def recall_task(task_id):
+    """Take an instance back to a task the caller approved; answers the new task."""
+    _visible_task(task_id)
+    task = engine.recall(task_id, api_user())
+    db.session.commit()
+    return {"task": task_to_dict(task)}

@@ -5,6 +5,13 @@ from portal.extensions import db
 from portal.models import Batch
 from portal.workflow.errors import NotFound, UserError
 
+MAX_ID = 2**31 - 1  # id columns are 32-bit integers
+
+
+def is_db_id(value):
+    """A value that can be a row id (larger ones would make PostgreSQL fail)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
 
 def visible_batches_query(user):
     query = db.select(Batch)
@@ -15,7 +22,7 @@ def visible_batches_query(user):
 
 def visible_batch(user, batch_id):
     """The batch if ``user`` may see it; NotFound otherwise (same as missing)."""
-    batch = db.session.get(Batch, batch_id) if isinstance(batch_id, int) else None
+    batch = db.session.get(Batch, batch_id) if is_db_id(batch_id) else None
     if batch is None or not (user.is_supervisor or batch.created_by_id == user.id):
         raise NotFound(_("Batch not found."))
     return batch

@@ -10,6 +10,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, insert, update
 
+from portal.batches.access import MAX_ID, is_db_id
 from portal.batches.counters import add_event
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
@@ -27,24 +28,27 @@ def _chunks(values, size=CHUNK):
 
 
 def get_node(node_id):
-    node = db.session.get(Node, node_id) if isinstance(node_id, int) else None
+    node = db.session.get(Node, node_id) if is_db_id(node_id) else None
     if node is None:
         raise NotFound(_("Node not found."))
     return node
 
 
 def parse_task_ids(raw):
-    """Task ids from JSON or a form; ValidationFailed when they are not integers."""
+    """Task ids from JSON or a form; ValidationFailed when they are not integers.
+
+    Any integer that fits the id column is accepted: one that names no task
+    becomes an ignored item ("gone"), as the contract asks.
+    """
     if not isinstance(raw, list) or not raw:
         raise ValidationFailed({"task_ids": _("Choose at least one task.")})
     ids = []
     for value in raw:
-        if isinstance(value, bool):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_ID:
             raise ValidationFailed({"task_ids": _("Task ids must be whole numbers.")})
-        try:
-            ids.append(int(value))
-        except (TypeError, ValueError):
-            raise ValidationFailed({"task_ids": _("Task ids must be whole numbers.")})
+        ids.append(value)
     return ids
 
 
@@ -58,8 +62,8 @@ def _task_states(task_ids, *, lock):
                            Task.assignee_user_id, Task.assignee_role, pending_countersign,
                            Task.lock_holder_id, Task.lock_batch_id, Task.lock_expires_at)
                  .join(Instance, Task.instance_id == Instance.id).where(Task.id.in_(chunk)))
-        if lock:
-            query = query.with_for_update(of=Task)
+        if lock:  # in id order, so two creations over the same tasks cannot deadlock
+            query = query.order_by(Task.id).with_for_update(of=Task)
         for row in db.session.execute(query):
             states[row[0]] = (row[1], TaskState(*row[2:]))
     return states
@@ -83,7 +87,8 @@ def classify(user, node, task_ids, *, lock=False):
 
 
 def query_task_ids(user, node, title_contains=None):
-    query = pending_tasks_query(user, node_id=node.id, title_contains=title_contains)
+    query = pending_tasks_query(user, node_id=node.id, title_contains=title_contains).where(
+        Task.lock_batch_id.is_(None))  # already in a batch: not offered again
     return list(db.session.execute(query.with_only_columns(Task.id).order_by(Task.id)).scalars())
 
 

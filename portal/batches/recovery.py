@@ -2,77 +2,212 @@
 
 RQ runs a job at least once at best: a killed worker's job is noticed late, a
 frozen worker can overlap a re-run, a Redis without persistence forgets
-queued jobs. So the database decides: expired leases are reclaimed (as an
-unexpected failure, retried with backoff up to the limit), and batches with
-runnable items but no progress for BATCH_STALL_SECONDS get new lanes. Every
-step is idempotent; two recoveries at once only do the work once.
+queued jobs and scheduled lanes. So the database decides what is left to do:
+
+1. expired leases are reclaimed: the item's worker vanished, which is an
+   unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
+   (``runner.release_lease``);
+2. items that failed for an unexpected cause in the last 24 hours and are
+   still under the limit go back to pending. The runner itself only fails
+   such an item at the limit, so this finds items after the limit was raised;
+3. running batches with nothing left to run are closed;
+4. pending or running batches with runnable items and no progress for
+   BATCH_STALL_SECONDS (never started, lanes lost with Redis) are restarted.
+
+Every step re-checks its condition under a row lock and changes the row it
+checked, so running it twice, or in two schedulers at once, does the work
+once. ``recover`` returns the batches that need new lanes; the caller
+(``portal.jobs.periodic``) enqueues them after the commits.
+
+The ``now`` parameters are the moment conditions are judged against (a test
+may pass a later one to let leases expire early); the times written, such as
+a retry's ``next_attempt_at``, come from the real clock so workers can act on
+them.
 """
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import update
 
-from portal.batches.counters import finish_if_done, lock_batch
-from portal.batches.runner import release_lease
+from portal.batches.counters import add_event, finish_if_done, lock_batch, move
+from portal.batches.runner import backoff_seconds, release_lease, worker_name
 from portal.extensions import db
-from portal.models import Batch, BatchItem
+from portal.models import Batch, BatchItem, BatchItemAttempt, Task
 from portal.models.base import utcnow
+
+# Unexpected failures older than this are left for a person to retry.
+RECENT_FAILURES = timedelta(hours=24)
+LEASE_EXPIRED = "The worker running this item stopped (lease expired)."
+
+
+def _by_recovery():
+    return f"recovery@{worker_name()}"
+
+
+# --- 1. expired leases -------------------------------------------------------------
+
+def _reclaim_one(item_id, now):
+    """Reclaim one item if its lease is still expired; returns its batch id or None."""
+    item = db.session.execute(
+        db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.status == "running",
+                                   BatchItem.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if item is None:  # finished meanwhile, reclaimed by another recovery, or still in use
+        db.session.rollback()
+        return None
+    clock = utcnow()
+    db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
+                                    started_at=item.started_at or clock, finished_at=clock,
+                                    outcome="error", error=LEASE_EXPIRED))
+    release_lease(item, LEASE_EXPIRED, clock)
+    batch_id = item.batch_id
+    db.session.commit()
+    return batch_id
+
+
+def reclaim_leases(now=None):
+    """Reclaim every item whose lease expired before ``now``; returns their batch ids."""
+    now = now or utcnow()
+    expired = db.session.execute(
+        db.select(BatchItem.id).where(BatchItem.status == "running",
+                                      BatchItem.lease_expires_at < now)
+        .order_by(BatchItem.id)).scalars().all()
+    db.session.rollback()
+    batch_ids = [_reclaim_one(item_id, now) for item_id in expired]
+    return [batch_id for batch_id in batch_ids if batch_id is not None]
 
 
 def reclaim_expired_leases(now=None):
-    """Items whose worker vanished: back to pending (or failed at the limit)."""
+    """Items whose worker vanished go back to pending (or fail at the limit); returns how many."""
+    return len(reclaim_leases(now))
+
+
+# --- 2. recent unexpected failures under the limit ----------------------------------------
+
+def _retryable_failures(batch_id, since, limit):
+    return (db.select(BatchItem).where(
+        BatchItem.batch_id == batch_id, BatchItem.status == "failed",
+        BatchItem.error_kind == "unexpected", BatchItem.retry_count < limit,
+        BatchItem.finished_at >= since).order_by(BatchItem.id))
+
+
+def _lock_tasks_for(batch, task_ids):
+    """Give the tasks back to the batch unless someone took them meanwhile."""
+    for start in range(0, len(task_ids), 900):
+        db.session.execute(
+            update(Task).where(Task.id.in_(task_ids[start:start + 900]), Task.status == "pending",
+                               Task.lock_holder_id.is_(None))
+            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id, lock_expires_at=None)
+            .execution_options(synchronize_session=False))
+
+
+def _retry_failures_of(batch_id, since, limit):
+    """Retry one batch's recent unexpected failures; returns how many went back to pending."""
+    batch = lock_batch(batch_id)
+    if batch is None or batch.status == "cancelled":
+        db.session.rollback()
+        return 0
+    items = db.session.execute(_retryable_failures(batch_id, since, limit).with_for_update()
+                               .execution_options(populate_existing=True)).scalars().all()
+    if not items:
+        db.session.rollback()
+        return 0
+    clock = utcnow()
+    for item in items:
+        move(batch, item.status, "pending")
+        item.status, item.retry_count = "pending", item.retry_count + 1
+        item.next_attempt_at = clock + timedelta(seconds=backoff_seconds(item.retry_count))
+        item.finished_at = None
+    _lock_tasks_for(batch, [item.task_id for item in items])
+    if batch.status == "finished":
+        batch.status, batch.finished_at = "running", None
+    batch.progress_at = clock
+    add_event(batch.id, None, "retried", {"items": [item.id for item in items][:1000],
+                                          "count": len(items), "automatic": True})
+    db.session.commit()
+    return len(items)
+
+
+def retry_unexpected_failures(now=None):
+    """Failed items of an unexpected cause, finished in the last 24 h and under
+    BATCH_RETRY_LIMIT, go back to pending with backoff; returns {batch id: items}."""
     now = now or utcnow()
-    reclaimed = 0
-    expired = db.session.execute(
-        db.select(BatchItem.id).where(BatchItem.status == "running",
-                                      BatchItem.lease_expires_at < now)).scalars().all()
+    limit = current_app.config["BATCH_RETRY_LIMIT"]
+    since = now - RECENT_FAILURES
+    batch_ids = db.session.execute(
+        db.select(BatchItem.batch_id).where(
+            BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
+            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
+        .distinct().order_by(BatchItem.batch_id)).scalars().all()
     db.session.rollback()
-    for item_id in expired:
-        item = db.session.execute(
-            db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.status == "running",
-                                       BatchItem.lease_expires_at < now)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)).scalar_one_or_none()
-        if item is not None:
-            release_lease(item, "The worker running this item stopped (lease expired).", now)
-            reclaimed += 1
+    retried = {batch_id: _retry_failures_of(batch_id, since, limit) for batch_id in batch_ids}
+    return {batch_id: count for batch_id, count in retried.items() if count}
+
+
+# --- 3. drained batches ---------------------------------------------------------------
+
+def finish_drained_batches():
+    """Close running batches whose last item ended in a transaction that could not close them."""
+    ids = db.session.execute(
+        db.select(Batch.id).where(Batch.status.in_(("pending", "running")), Batch.pending == 0,
+                                  Batch.running == 0)).scalars().all()
+    db.session.rollback()
+    closed = 0
+    for batch_id in ids:
+        batch = lock_batch(batch_id)
+        closed += bool(batch is not None and finish_if_done(batch))
         db.session.commit()
-    return reclaimed
+    return closed
+
+
+# --- 4. stalled batches ---------------------------------------------------------------
+
+def _stalled(cutoff):
+    last_seen = db.func.coalesce(Batch.progress_at, Batch.created_at)
+    return (Batch.status.in_(("pending", "running")), Batch.pending > 0, last_seen < cutoff)
+
+
+def _take_stalled(batch_id, cutoff):
+    """Mark a batch as restarted if it is still stalled; True when this call did it."""
+    batch = db.session.execute(
+        db.select(Batch).where(Batch.id == batch_id, *_stalled(cutoff)).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if batch is None:  # progressed, or another recovery restarted it first
+        db.session.rollback()
+        return False
+    batch.progress_at = utcnow()
+    db.session.commit()
+    return True
 
 
 def stalled_batches(now=None):
-    """Ids of batches with runnable items and no progress for the stall time."""
+    """Ids of pending or running batches with runnable items and no progress for
+    BATCH_STALL_SECONDS (read only)."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=current_app.config["BATCH_STALL_SECONDS"])
-    last_seen = db.func.coalesce(Batch.progress_at, Batch.created_at)
-    ids = db.session.execute(
-        db.select(Batch.id).where(Batch.status.in_(("pending", "running")), Batch.pending > 0,
-                                  last_seen < cutoff)).scalars().all()
+    ids = db.session.execute(db.select(Batch.id).where(*_stalled(cutoff)).order_by(Batch.id)
+                             ).scalars().all()
     db.session.rollback()
     return ids
 
 
-def finish_drained_batches():
-    """Close batches whose last item ended in a transaction that could not close them."""
-    ids = db.session.execute(
-        db.select(Batch.id).where(Batch.status.in_(("running", "paused")), Batch.pending == 0,
-                                  Batch.running == 0)).scalars().all()
-    db.session.rollback()
-    for batch_id in ids:
-        batch = lock_batch(batch_id)
-        if batch.status == "running":
-            finish_if_done(batch)
-        db.session.commit()
-    return len(ids)
+def restart_stalled_batches(now=None):
+    """Stalled batches, each taken by exactly one recovery; returns their ids."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["BATCH_STALL_SECONDS"])
+    return [batch_id for batch_id in stalled_batches(now) if _take_stalled(batch_id, cutoff)]
 
+
+# --- one pass -----------------------------------------------------------------------
 
 def recover(now=None):
-    """One recovery pass; returns what it did and the batches that need lanes."""
+    """One recovery pass. Returns counts and ``restart``: the batches that need lanes."""
     now = now or utcnow()
-    reclaimed = reclaim_expired_leases(now)
+    reclaimed = reclaim_leases(now)
+    retried = retry_unexpected_failures(now)
     closed = finish_drained_batches()
-    restart = stalled_batches(now)
-    for batch_id in restart:  # mark progress so a second scheduler does not restart it again
-        batch = lock_batch(batch_id)
-        batch.progress_at = now
-        db.session.commit()
-    return {"reclaimed": reclaimed, "closed": closed, "restart": restart}
+    restarted = restart_stalled_batches(now)
+    return {"reclaimed": len(reclaimed), "retried": sum(retried.values()), "closed": closed,
+            "stalled": len(restarted),
+            "restart": sorted(set(reclaimed) | set(retried) | set(restarted))}

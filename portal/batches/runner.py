@@ -25,11 +25,13 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import force_locale
 
-from portal.batches.counters import finish_if_done, lock_batch, move
+from sqlalchemy import insert, update
+
+from portal.batches.counters import COUNTER_OF, finish_if_done, lock_batch, move
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
 from portal.models.base import utcnow
-from portal.workflow.engine import decide, release_task
+from portal.workflow.engine import decide
 from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -88,37 +90,53 @@ def claim_next(batch_id):
         raise
 
 
-def _decision(item, batch):
-    data = item.post_data or {}
-    return (data.get("action", batch.action), data.get("comment", batch.comment),
-            data.get("form", batch.post_data))
+@dataclass(frozen=True)
+class BatchDecision:
+    """What a batch asks of every item; fixed at creation, so a lane reads it once."""
+    batch_id: int
+    creator_id: int
+    action: str | None
+    comment: str | None
+    form: dict | None
+
+    @classmethod
+    def load(cls, batch_id):
+        row = db.session.execute(db.select(
+            Batch.id, Batch.created_by_id, Batch.action, Batch.comment, Batch.post_data)
+            .where(Batch.id == batch_id)).one()
+        return cls(*row)
+
+    def for_item(self, post_data):
+        data = post_data or {}
+        return (data.get("action", self.action), data.get("comment", self.comment),
+                data.get("form", self.form))
 
 
 def _unlock_task(task_id, batch_id):
-    task = db.session.get(Task, task_id)
-    if task is not None and task.lock_batch_id == batch_id:
-        release_task(task)
+    db.session.execute(
+        update(Task).where(Task.id == task_id, Task.lock_batch_id == batch_id)
+        .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None)
+        .execution_options(synchronize_session=False))
 
 
-def _apply(item, batch):
-    """Run the approval in a savepoint; returns (status, kind, message, field_errors)."""
-    creator = db.session.get(User, batch.created_by_id)
-    action, comment, form = _decision(item, batch)
+def _apply(item, decision):
+    """Run the approval; returns (status, kind, message, field_errors).
+
+    ``decide`` refuses before it writes, so a refusal leaves nothing to undo
+    and the outcome is recorded in the same transaction.
+    """
+    creator = db.session.get(User, decision.creator_id)
+    action, comment, form = decision.for_item(item.post_data)
     with force_locale(creator.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        savepoint = db.session.begin_nested()
         try:
             decide(item.task_id, creator, action, comment, form,
-                   batch_id=batch.id, batch_item_id=item.id)
-            savepoint.commit()
+                   batch_id=decision.batch_id, batch_item_id=item.id)
             return "success", None, None, None
         except (NotFound, Conflict) as exc:
-            savepoint.rollback()
             return "ignored", exc.reason, exc.message, None
         except ValidationFailed as exc:
-            savepoint.rollback()
             return "failed", "validation", _field_message(exc.errors), exc.errors
         except UserError as exc:
-            savepoint.rollback()
             return "failed", "user", exc.message, None
 
 
@@ -126,33 +144,75 @@ def _field_message(errors):
     return "; ".join(f"{key}: {message}" for key, message in errors.items())
 
 
-def finish_item(claim, *, claim_next_item=True):
+def _count_outcome(batch_id, status, now):
+    """Move one item from running to ``status`` on the batch row (which this
+    UPDATE locks) and return the counters the cap and the finish need."""
+    column = getattr(Batch, COUNTER_OF[status])
+    return db.session.execute(
+        update(Batch).where(Batch.id == batch_id)
+        .values({Batch.running: Batch.running - 1, column: column + 1,
+                 Batch.progress_at: now, Batch.updated_at: now})
+        .returning(Batch.status, Batch.pending, Batch.running, Batch.concurrency)
+        .execution_options(synchronize_session=False)).one()
+
+
+def _claim_after(batch_id, counters, now):
+    """Claim the next item while this transaction holds the batch row."""
+    if counters.status != "running" or counters.running >= counters.concurrency:
+        return None
+    item_id = db.session.execute(
+        db.select(BatchItem.id).where(
+            BatchItem.batch_id == batch_id, BatchItem.status == "pending",
+            (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now))
+        .order_by(BatchItem.id).limit(1)
+        .with_for_update(skip_locked=True, key_share=True)).scalar()
+    if item_id is None:
+        return None
+    token = uuid.uuid4().hex
+    db.session.execute(
+        update(BatchItem).where(BatchItem.id == item_id)
+        .values(status="running", lease_token=token, started_at=now,
+                lease_expires_at=now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"]),
+                attempts=BatchItem.attempts + 1)
+        .execution_options(synchronize_session=False))
+    db.session.execute(
+        update(Batch).where(Batch.id == batch_id)
+        .values({Batch.pending: Batch.pending - 1, Batch.running: Batch.running + 1})
+        .execution_options(synchronize_session=False))
+    return Claim(item_id, token)
+
+
+def finish_item(claim, *, claim_next_item=True, decision=None):
     """Run one claimed item in one transaction; returns the next claim or None."""
     started = time.monotonic()
     try:
         item = db.session.execute(
-            db.select(BatchItem).where(BatchItem.id == claim.item_id).with_for_update(key_share=True)
-            .execution_options(populate_existing=True)).scalar_one_or_none()
-        if item is None or item.status != "running" or item.lease_token != claim.token:
+            db.select(BatchItem.id, BatchItem.batch_id, BatchItem.task_id, BatchItem.post_data,
+                      BatchItem.started_at)
+            .where(BatchItem.id == claim.item_id, BatchItem.status == "running",
+                   BatchItem.lease_token == claim.token)
+            .with_for_update(key_share=True)).one_or_none()
+        if item is None:
             db.session.rollback()   # someone else holds or ended it: nothing to do
             return None
-        batch = item.batch
-        status, kind, message, field_errors = _apply(item, batch)
+        decision = decision or BatchDecision.load(item.batch_id)
+        status, kind, message, field_errors = _apply(item, decision)
         now = utcnow()
         if status != "success":
-            _unlock_task(item.task_id, batch.id)
-        item.status, item.error_kind, item.error = status, kind, message
-        item.field_errors = field_errors
-        item.finished_at, item.lease_token, item.lease_expires_at = now, None, None
-        db.session.add(BatchItemAttempt(
-            item_id=item.id, batch_id=batch.id, worker=worker_name(), started_at=item.started_at,
-            finished_at=now, duration_ms=int((time.monotonic() - started) * 1000),
-            outcome=status, error=message))
-        batch = lock_batch(batch.id)
-        move(batch, "running", status)
-        batch.progress_at = now
-        next_claim = _claim_locked(batch, now) if claim_next_item else None
-        finish_if_done(batch, now)
+            _unlock_task(item.task_id, item.batch_id)
+        db.session.execute(
+            update(BatchItem).where(BatchItem.id == item.id)
+            .values(status=status, error_kind=kind, error=message, field_errors=field_errors,
+                    finished_at=now, lease_token=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False))
+        db.session.execute(insert(BatchItemAttempt).values(
+            item_id=item.id, batch_id=item.batch_id, worker=worker_name(),
+            started_at=item.started_at, finished_at=now,
+            duration_ms=int((time.monotonic() - started) * 1000), outcome=status, error=message))
+        counters = _count_outcome(item.batch_id, status, now)
+        next_claim = _claim_after(item.batch_id, counters, now) if claim_next_item else None
+        if next_claim is None and counters.pending == 0 and counters.running == 0:
+            finish_if_done(lock_batch(item.batch_id), now)
         db.session.commit()
         return next_claim
     except Exception as exc:
@@ -214,8 +274,9 @@ def run_lane(batch_id, slice_seconds=None):
     deadline = time.monotonic() + slice_seconds
     processed = 0
     claim = claim_next(batch_id)
+    decision = BatchDecision.load(batch_id) if claim is not None else None
     while claim is not None:
-        claim = finish_item(claim, claim_next_item=time.monotonic() < deadline)
+        claim = finish_item(claim, claim_next_item=time.monotonic() < deadline, decision=decision)
         processed += 1
     return LaneResult(processed, *_remaining(batch_id))
 

@@ -1,25 +1,36 @@
-"""Periodic jobs, registered by ``flask --app app scheduler``."""
-from flask import current_app
+"""Periodic jobs: the list ``flask --app app scheduler`` keeps registered, and
+the jobs themselves. Each one is idempotent, so a second scheduler or a late
+duplicate run does no harm."""
+import logging
 
 from portal.batches import dispatch, recovery
-from portal.models import Batch
 from portal.extensions import db
+from portal.models import Batch
+
+log = logging.getLogger(__name__)
+
+# RQ job ids allow letters, digits, "_" and "-" only.
+RECOVER_JOB_ID = "portal-recover-batches"
 
 
 def recover_batches():
+    """One recovery pass, then lanes for every batch that has runnable work again.
+
+    Extra lanes are harmless (the per-batch cap lives in the database), so a
+    batch restarted by two overlapping runs only gets a few idle lanes.
+    """
     result = recovery.recover()
     for batch_id in result["restart"]:
         batch = db.session.get(Batch, batch_id)
-        if batch is not None:
+        if batch is not None and batch.pending > 0:
             dispatch.enqueue_lanes(batch_id, min(batch.concurrency, batch.pending))
     db.session.rollback()
-    current_app.logger.info("recovery: %s", result)
+    log.info("recovery: %s", result)
     return result
 
 
 def periodic_jobs(config):
-    """(job id, function path, interval seconds): the list the scheduler keeps registered."""
+    """(job id, function path, interval seconds): what the scheduler keeps registered."""
     return [
-        ("portal:recover-batches", "portal.jobs.periodic.recover_batches",
-         config["RECOVERY_INTERVAL_SECONDS"]),
+        (RECOVER_JOB_ID, "portal.jobs.periodic.recover_batches", config["RECOVERY_INTERVAL_SECONDS"]),
     ]

@@ -1,17 +1,30 @@
 """rq-scheduler with the portal's periodic jobs kept registered.
 
-Each loop re-registers any periodic job Redis lost (restart, FLUSHALL) under a
-fixed id, so starting two schedulers, or one twice, never duplicates a job,
-and writes a heartbeat the admin health page shows.
+Redis without persistence forgets scheduled jobs on a restart or FLUSHALL, so
+every loop that holds rq-scheduler's lock first registers again any periodic
+job Redis does not hold (or holds with another function or interval) under its
+fixed id. Registering under a fixed id overwrites rather than adds, so two
+schedulers, or one started twice, never duplicate a job. Every loop also
+writes a heartbeat the admin health page shows, and a lost Redis connection
+makes the scheduler wait and reconnect instead of exiting.
 """
+import logging
 import time
+import uuid
 from datetime import datetime, timezone
 
+import redis
+from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
 from portal.jobs.periodic import periodic_jobs
 
+log = logging.getLogger(__name__)
+
 BEAT_KEY = "portal:scheduler:beat"
+PERIODIC_JOB_TIMEOUT = 300
+REDIS_RETRY_MAX_SECONDS = 30
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class PortalScheduler(Scheduler):
@@ -19,21 +32,55 @@ class PortalScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self.portal_config = config
 
+    def _registered_as(self, job_id, func, interval):
+        """True when Redis holds ``job_id`` scheduled with this function and interval."""
+        if job_id not in self:
+            return False
+        try:
+            job = self.job_class.fetch(job_id, connection=self.connection)
+        except NoSuchJobError:
+            return False
+        return job.func_name == func and job.meta.get("interval") == int(interval)
+
     def sync_periodic_jobs(self):
+        """Register the periodic jobs Redis lost or holds differently; returns how many."""
         registered = 0
         for job_id, func, interval in periodic_jobs(self.portal_config):
-            if job_id not in self:
-                self.schedule(scheduled_time=datetime.now(timezone.utc), func=func, interval=interval,
-                              repeat=None, id=job_id, result_ttl=interval * 2, timeout=300)
-                registered += 1
+            if self._registered_as(job_id, func, interval):
+                continue
+            # result_ttl=-1 (rq-scheduler's own default for interval jobs) keeps
+            # the job's hash until its next run, however long the queue is.
+            self.schedule(scheduled_time=datetime.now(timezone.utc), func=func, interval=interval,
+                          repeat=None, id=job_id, result_ttl=-1, timeout=PERIODIC_JOB_TIMEOUT)
+            log.info("registered periodic job %s every %ss", job_id, interval)
+            registered += 1
         return registered
 
     def enqueue_jobs(self):
+        """Runs only while this scheduler holds rq-scheduler's lock."""
         self.sync_periodic_jobs()
-        self.connection.set(BEAT_KEY, str(time.time()))
         return super().enqueue_jobs()
+
+    def heartbeat(self):
+        super().heartbeat()
+        self.connection.set(BEAT_KEY, str(time.time()))
+
+    def run(self, burst=False):
+        """rq-scheduler's loop, resumed under a fresh name after a Redis outage."""
+        wait = 1
+        while True:
+            try:
+                return super().run(burst=burst)
+            except REDIS_ERRORS as exc:
+                log.warning("Redis unreachable (%s); the scheduler retries in %ss", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, REDIS_RETRY_MAX_SECONDS)
+                # The old name may still look alive in Redis (its death was not recorded).
+                self.name = uuid.uuid4().hex
+                self._lock_acquired = False
 
 
 def last_beat(connection):
+    """Unix time of the last scheduler heartbeat, or None."""
     value = connection.get(BEAT_KEY)
     return float(value) if value else None

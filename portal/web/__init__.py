@@ -26,7 +26,10 @@ def register_blueprints(app):
 
     @app.context_processor
     def _locale():
-        return {"current_locale": lambda: str(get_locale() or "en")}
+        def current_locale():
+            locale = get_locale()
+            return "zh_CN" if locale is not None and locale.language == "zh" else "en"
+        return {"current_locale": current_locale}
 
     def _render_error(code, message=None):
         text = message or _(ERROR_MESSAGES.get(code, "Error"))

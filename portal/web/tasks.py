@@ -1,4 +1,294 @@
-"""My tasks, the task page (approve, reject, countersign, sign, recall) and the instance page."""
-from flask import Blueprint
+"""My tasks, the task page (approve, reject, countersign, sign, recall) and the instance page.
+
+Views are thin: they read the request, call ``portal.workflow.engine`` and
+commit. Engine errors become a 404 (missing or not visible), field errors
+next to their inputs (validation) or a flash (state conflicts).
+"""
+from dataclasses import dataclass
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy.orm import selectinload
+
+from portal.extensions import db
+from portal.models import Countersign, History, Instance, Node, Task
+from portal.models.base import utcnow
+from portal.workflow import engine
+from portal.workflow.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
+from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
+                              node_form_values)
 
 bp = Blueprint("tasks", __name__)
+
+PAGE_SIZE = 50
+
+
+@bp.before_request
+@login_required
+def _login_first():
+    """Every page here needs a logged-in user."""
+
+
+# --- what a row or the task page shows ---------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskFlags:
+    """Badges of a pending task, as the viewer sees them."""
+    suspended: bool
+    countersigning: bool
+    locked_by_batch: bool
+    locked_by_other: bool
+    locked_by_me: bool
+    lock_holder: str | None
+
+
+def task_flags(task, user, now=None):
+    now = now or utcnow()
+    locked = engine.lock_active(task, now)
+    return TaskFlags(
+        suspended=task.instance.suspended,
+        countersigning=any(c.status == "pending" for c in task.countersigns),
+        locked_by_batch=locked and task.lock_batch_id is not None,
+        locked_by_other=engine.locked_by_other(task, user, now=now),
+        locked_by_me=locked and task.lock_batch_id is None and task.lock_holder_id == user.id,
+        lock_holder=task.lock_holder.username if locked and task.lock_holder else None,
+    )
+
+
+def field_labels(node):
+    """{field key: label} of a node, for showing stored forms."""
+    return {f["key"]: f.get("label") or f["key"] for f in (node.fields if node else [])}
+
+
+def _visible_task_or_404(task_id):
+    try:
+        return engine.visible_task(current_user, task_id)
+    except NotFound:
+        abort(404)
+
+
+def _visible_instance_or_404(instance_id):
+    instance = db.session.get(Instance, instance_id)
+    if instance is None or not engine.can_view_instance(current_user, instance):
+        abort(404)
+    return instance
+
+
+# --- My tasks ------------------------------------------------------------------------------
+
+def _int_arg(name):
+    value = request.args.get(name, type=int)
+    return value if value is not None and value > 0 else None
+
+
+def _processes(all_counts):
+    """[(key, name, pending)] of the processes the user has pending tasks in."""
+    totals = {}
+    for node, count in all_counts:
+        key = node.process.key
+        name, pending = totals.get(key, (node.process.name, 0))
+        totals[key] = (name, pending + count)
+    return [(key, name, pending) for key, (name, pending) in sorted(totals.items())]
+
+
+def _awaiting_my_signature(user):
+    return db.session.execute(
+        db.select(Countersign).join(Task, Countersign.task_id == Task.id)
+        .join(Instance, Task.instance_id == Instance.id)
+        .where(Countersign.user_id == user.id, Countersign.status == "pending",
+               Task.status == "pending", Instance.status == "running")
+        .options(selectinload(Countersign.task).selectinload(Task.instance),
+                 selectinload(Countersign.requested_by))
+        .order_by(Countersign.id).limit(PAGE_SIZE)).scalars().all()
+
+
+@bp.route("/")
+def index():
+    process_key = request.args.get("process") or None
+    node_id = _int_arg("node_id")
+    title_query = (request.args.get("q") or "").strip()
+    page = _int_arg("page") or 1
+
+    all_counts = engine.pending_counts_by_node(current_user)
+    counts = [(n, c) for n, c in all_counts if process_key is None or n.process.key == process_key]
+    selected_node = next((n for n, _count in counts if n.id == node_id), None)
+
+    query = engine.pending_tasks_query(current_user, node_id=node_id, process_key=process_key,
+                                       title_contains=title_query or None)
+    total = db.session.execute(
+        db.select(db.func.count()).select_from(query.subquery())).scalar_one()
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(page, pages)
+    tasks = db.session.execute(
+        query.options(selectinload(Task.instance), selectinload(Task.countersigns),
+                      selectinload(Task.lock_holder),
+                      selectinload(Task.node).selectinload(Node.process))
+        .order_by(Task.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).scalars().all()
+    now = utcnow()
+    rows = [(task, task_flags(task, current_user, now)) for task in tasks]
+
+    filters = {k: v for k, v in (("process", process_key), ("node_id", node_id),
+                                 ("q", title_query)) if v}
+    return render_template(
+        "tasks/index.html", rows=rows, total=total, page=page, pages=pages, filters=filters,
+        processes=_processes(all_counts), counts=counts, process_key=process_key,
+        node_id=node_id, selected_node=selected_node, title_query=title_query,
+        awaiting_signature=_awaiting_my_signature(current_user))
+
+
+# --- the task page ---------------------------------------------------------------------------
+
+def _my_pending_countersign(task, user):
+    return next((c for c in task.countersigns
+                 if c.user_id == user.id and c.status == "pending"), None)
+
+
+def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
+                 countersign_form=None, countersign_errors=None, status=200):
+    """The task page; forms carry what was posted when it is shown again with errors."""
+    blocked = engine.blocking_reason(engine.task_state(task), current_user)
+    can_decide = blocked is None
+    shown_reason = blocked if blocked not in (None, "not_yours", "gone") else None
+    node = task.node
+    return render_template(
+        "tasks/show.html", task=task, instance=task.instance, node=node,
+        flags=task_flags(task, current_user), can_decide=can_decide,
+        blocked_message=CONFLICT_MESSAGES[shown_reason] if shown_reason else None,
+        node_form=node_form or build_node_form(
+            node.fields, data=task.form or task.instance.data or {}),
+        decision_form=decision_form or DecisionForm(formdata=None),
+        form_errors=form_errors or {},
+        countersign_form=countersign_form or CountersignForm(formdata=None),
+        countersign_errors=countersign_errors or {},
+        my_countersign=_my_pending_countersign(task, current_user),
+        sign_form=SignForm(formdata=None), labels=field_labels(node)), status
+
+
+@bp.route("/tasks/<int:task_id>")
+def show(task_id):
+    task = _visible_task_or_404(task_id)
+    if task.status == "pending" and engine.can_act(current_user, task):
+        try:
+            engine.take_task(task_id, current_user)  # open = hold the lock for a while
+            db.session.commit()
+        except WorkflowError:
+            db.session.rollback()  # locked by someone else: the page says so
+    return _render_task(task)
+
+
+def _conflict(exc, task_id):
+    """A state conflict or refused user: say why and show the task as it is now."""
+    db.session.rollback()
+    if isinstance(exc, NotFound):
+        abort(404)
+    flash(exc.message, "error")
+    return redirect(url_for("tasks.show", task_id=task_id))
+
+
+@bp.route("/tasks/<int:task_id>/decide", methods=["POST"])
+def decide(task_id):
+    task = _visible_task_or_404(task_id)
+    node_form = build_node_form(task.node.fields, formdata=request.form)
+    decision_form = DecisionForm()
+    action = decision_form.action.data
+    try:
+        engine.decide(task_id, current_user, action, decision_form.comment.data or None,
+                      node_form_values(node_form, task.node.fields))
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(_("Please correct the marked fields."), "error")
+        return _render_task(task, node_form=node_form, decision_form=decision_form,
+                            form_errors=exc.errors, status=422)
+    except WorkflowError as exc:
+        return _conflict(exc, task_id)
+    flash(_("Task approved.") if action == "approve" else _("Task rejected."), "success")
+    return redirect(url_for("tasks.index"))
+
+
+@bp.route("/tasks/<int:task_id>/countersign", methods=["POST"])
+def countersign(task_id):
+    task = _visible_task_or_404(task_id)
+    form = CountersignForm()
+    errors = {}
+    if form.validate():
+        try:
+            engine.countersign(task_id, current_user, form.signer.data, form.comment.data or None)
+            db.session.commit()
+        except ValidationFailed as exc:
+            db.session.rollback()
+            errors = exc.errors
+        except WorkflowError as exc:
+            return _conflict(exc, task_id)
+        else:
+            flash(_("%(name)s was asked to countersign.", name=form.signer.data.strip()), "success")
+            return redirect(url_for("tasks.show", task_id=task_id))
+    errors.update({name: messages[0] for name, messages in form.errors.items()})
+    return _render_task(task, countersign_form=form, countersign_errors=errors, status=422)
+
+
+@bp.route("/tasks/<int:task_id>/sign", methods=["POST"])
+def sign(task_id):
+    _visible_task_or_404(task_id)
+    form = SignForm()
+    try:
+        engine.sign(task_id, current_user, form.comment.data or None)
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(" ".join(str(m) for m in exc.errors.values()), "error")
+        return redirect(url_for("tasks.show", task_id=task_id))
+    except WorkflowError as exc:
+        return _conflict(exc, task_id)
+    flash(_("You signed the task."), "success")
+    return redirect(url_for("tasks.index"))
+
+
+@bp.route("/tasks/<int:task_id>/recall", methods=["POST"])
+def recall(task_id):
+    done = _visible_task_or_404(task_id)
+    instance_id = done.instance_id
+    try:
+        task = engine.recall(task_id, current_user)
+        db.session.commit()
+    except WorkflowError as exc:
+        db.session.rollback()
+        if isinstance(exc, NotFound):
+            abort(404)
+        flash(_("This can no longer be recalled: %(reason)s", reason=exc.message), "error")
+        return redirect(url_for("tasks.instance", instance_id=instance_id))
+    flash(_("Recalled. The task is back with you."), "success")
+    return redirect(url_for("tasks.show", task_id=task.id))
+
+
+# --- the instance page ----------------------------------------------------------------------
+
+def recallable_task(instance, user):
+    """The task ``user`` approved last, when recalling it would succeed now, else None.
+
+    Mirrors ``engine.recall``: the instance runs, and the one task after it is
+    pending and untouched (not opened, no countersign).
+    """
+    if instance.status != "running" or instance.suspended or len(instance.tasks) < 2:
+        return None
+    done, following = instance.tasks[-2], instance.tasks[-1]
+    if (done.status == "done" and done.outcome == "approve" and done.completed_by_id == user.id
+            and following.status == "pending" and not engine.lock_active(following)
+            and not following.countersigns):
+        return done
+    return None
+
+
+@bp.route("/instances/<int:instance_id>")
+def instance(instance_id):
+    instance = _visible_instance_or_404(instance_id)
+    history = db.session.execute(
+        db.select(History).where(History.instance_id == instance.id)
+        .options(selectinload(History.user), selectinload(History.node))
+        .order_by(History.id)).scalars().all()
+    labels = {node.id: field_labels(node) for node in instance.process.nodes}
+    viewable = {t.id for t in instance.tasks if engine.can_view_task(current_user, t)}
+    return render_template(
+        "tasks/instance.html", instance=instance, history=history, labels=labels,
+        viewable=viewable, recallable=recallable_task(instance, current_user))

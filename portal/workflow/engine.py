@@ -246,29 +246,33 @@ def validate_decision(node, action, comment, form):
 def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, batch_item_id=None):
     """Approve or reject a task as ``user``; returns the task.
 
-    The one path for a single approval and a batch item alike.
+    The one path for a single approval and a batch item alike. Every refusal
+    (NotFound, Conflict, ValidationFailed, UserError) is raised before anything
+    is written, so a caller may record the refusal in the same transaction.
     """
     task = get_task(task_id, for_update=True)
     check_can_act(task, user, batch_id=batch_id)
     cleaned = validate_decision(task.node, action, comment, form)
+    instance = task.instance
+    next_node = None
+    if action == "approve":
+        following = [n for n in instance.process.nodes if n.position > task.node.position]
+        next_node = following[0] if following else None
+    next_assignee = _resolve_assignee(next_node) if next_node is not None else None
+
     now = utcnow()
     task.status, task.outcome = "done", action
     task.comment, task.form = comment or None, cleaned
     task.completed_by_id, task.completed_at = user.id, now
     release_task(task)
-    instance = task.instance
     db.session.add(History(instance_id=instance.id, task_id=task.id, node_id=task.node_id,
                            user_id=user.id, action=action, comment=comment or None,
                            form=cleaned, batch_item_id=batch_item_id, created_at=now))
-    if action == "reject":
-        instance.status, instance.finished_at = "rejected", now
+    if next_node is not None:
+        db.session.add(Task(instance=instance, node_id=next_node.id, **next_assignee))
     else:
-        nodes = instance.process.nodes
-        following = [n for n in nodes if n.position > task.node.position]
-        if following:
-            _open_task(instance, following[0])
-        else:
-            instance.status, instance.finished_at = "approved", now
+        instance.status = "rejected" if action == "reject" else "approved"
+        instance.finished_at = now
     db.session.flush()
     return task
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints figures; nothing here is asserted in tests."""

@@ -1,0 +1,216 @@
+"""Imports: an uploaded workbook -> checked entries -> a preview or a batch.
+
+Each entry (a row or a sheet) is validated like a single approval
+(``validate_decision``) and its task classified like any batch selection
+(``creation.classify``: duplicates, tasks that are not the caller's pending
+tasks at the node). The preview reports every problem per row or sheet; the
+batch gets a pending item per valid entry, an ``import_failed`` item (with
+its error and field errors) per invalid one, and ignored items as usual.
+
+A corrected error workbook names its batch in its metadata: its rows may only
+be tasks that failed in that batch, and the new batch records it as
+``source_batch_id``.
+"""
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+
+from portal.batches import dispatch
+from portal.batches.access import visible_batch
+from portal.batches.creation import classify, create_batch, reason_message
+from portal.excel import UnusableFile, cells, layout, reader, safety
+from portal.extensions import db
+from portal.models import BatchItem
+from portal.models.base import utcnow
+from portal.models.uploads import PendingUpload
+from portal.workflow.engine import validate_decision
+from portal.workflow.errors import NotFound, ValidationFailed
+
+ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
+KEEP_UPLOADS = timedelta(days=1)
+KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads
+
+
+@dataclass
+class Checked:
+    entry: reader.Entry
+    errors: dict                 # field key -> message (reading and validation)
+    post_data: dict              # cleaned when valid, as written when not
+    reason: str | None = None    # why the task cannot be taken (classify)
+    importable: bool = True      # False: no task to attach an item to
+
+    @property
+    def valid(self):
+        return self.importable and not self.errors and self.reason is None
+
+
+def read(data, node, mode):
+    """The upload's entries, with the limits of the app config."""
+    config = current_app.config
+    return reader.read_upload(data, node, mode, max_rows=config["MAX_IMPORT_ROWS"],
+                              limits=safety.limits_from_config(config))
+
+
+def source_batch(user, node, upload):
+    """The batch an error workbook came from, or None for a template."""
+    batch_id = upload.meta.batch_id
+    if batch_id is None:
+        return None
+    try:
+        batch = visible_batch(user, batch_id)
+    except NotFound:
+        batch = None
+    if batch is None or batch.node_id != node.id:
+        raise UnusableFile(_("This error workbook belongs to a batch that does not exist or "
+                             "that you cannot see."))
+    return batch
+
+
+def _failed_task_ids(batch):
+    return set(db.session.execute(db.select(BatchItem.task_id).where(
+        BatchItem.batch_id == batch.id,
+        BatchItem.status.in_(("failed", "import_failed")))).scalars())
+
+
+def _validate(node, entry):
+    errors = dict(entry.errors)
+    written = {"action": entry.action, "comment": entry.comment,
+               "form": cells.jsonable(entry.form)}
+    try:
+        cleaned = validate_decision(node, entry.action, entry.comment, entry.form)
+    except ValidationFailed as exc:
+        errors.update({key: str(message) for key, message in exc.errors.items()})
+        return errors, written
+    if errors:
+        return errors, written
+    return errors, {"action": entry.action, "comment": entry.comment or None, "form": cleaned}
+
+
+def check(user, node, upload, source=None, *, with_reasons=True):
+    """[Checked] in file order; ``with_reasons`` also classifies the tasks (a
+    preview needs it; create_batch classifies again under lock anyway)."""
+    allowed = _failed_task_ids(source) if source is not None else None
+    checked = []
+    for entry in upload.entries:
+        errors, post_data = _validate(node, entry)
+        item = Checked(entry, errors, post_data, importable=entry.task_id is not None)
+        if allowed is not None and item.importable and entry.task_id not in allowed:
+            item.errors["task_id"] = _("This task is not among the failed items of batch "
+                                       "%(number)s.", number=source.number)
+            item.importable = False
+        checked.append(item)
+    if not with_reasons:
+        return checked
+    takeable = [c for c in checked if c.importable]
+    for item, (_task_id, reason) in zip(takeable, classify(
+            user, node, [c.entry.task_id for c in takeable])):
+        item.reason = reason
+    return checked
+
+
+def preview(checked, skipped):
+    """The dry run's answer (CONTRACT section 4)."""
+    invalid = []
+    for item in checked:
+        if item.valid:
+            continue
+        errors = dict(item.errors)
+        if item.reason is not None:
+            errors["task_id"] = reason_message(item.reason)
+        row = {item.entry.kind: item.entry.where, "task_id": item.entry.task_id,
+               "errors": errors}
+        if item.reason is not None:
+            row["reason"] = item.reason
+        invalid.append(row)
+    return {"valid": sum(1 for c in checked if c.valid), "invalid": invalid, "skipped": skipped}
+
+
+def _labels(node):
+    labels = {slot.key: layout.strip_mark(slot.label) for slot in layout.node_slots(node)}
+    labels.update({t["key"]: t.get("label", t["key"]) for t in layout.table_fields(node)})
+    labels["sheet"] = _("Sheet")
+    return labels
+
+
+def error_summary(errors, labels):
+    return "; ".join(f"{labels.get(key, key)}: {message}" for key, message in errors.items())
+
+
+def batch_rows(node, checked):
+    """(task ids in file order, create_batch rows) of the entries that name a task."""
+    labels, task_ids, rows = _labels(node), [], {}
+    for item in checked:
+        if not item.importable:
+            continue
+        task_id = item.entry.task_id
+        task_ids.append(task_id)
+        if task_id in rows:
+            continue                  # a duplicate: create_batch ignores it
+        row = {"post_data": item.post_data, "source_ref": item.entry.source_ref}
+        if item.errors:
+            row.update(error=error_summary(item.errors, labels), field_errors=item.errors)
+        rows[task_id] = row
+    return task_ids, rows
+
+
+def create_import_batch(user, node, mode, data, *, concurrency=None):
+    """Read, check and turn an upload into a batch (the caller commits, then
+    calls ``start``)."""
+    _upload, source, checked = inspect(user, node, mode, data, with_reasons=False)
+    task_ids, rows = batch_rows(node, checked)
+    if not task_ids:
+        raise UnusableFile(_("The file holds no decision to import: fill in at least one row "
+                             "or sheet."))
+    return create_batch(user, node, task_ids=task_ids, mode=mode, rows=rows,
+                        concurrency=concurrency,
+                        source_batch_id=source.id if source is not None else None)
+
+
+def inspect(user, node, mode, data, *, with_reasons=True):
+    """(upload, source batch or None, [Checked]): everything a preview shows."""
+    upload = read(data, node, mode)
+    source = source_batch(user, node, upload)
+    return upload, source, check(user, node, upload, source, with_reasons=with_reasons)
+
+
+def preview_upload(user, node, mode, data):
+    """The dry run: nothing is written."""
+    upload, _source, checked = inspect(user, node, mode, data)
+    return preview(checked, upload.skipped)
+
+
+def start(batch):
+    """After the caller's commit: lanes for runnable items, and the error
+    workbook at once when rows already failed to import."""
+    dispatch.start(batch)
+    if batch.failed:
+        dispatch.enqueue_job(ERROR_FILE_JOB, batch.id)
+
+
+# --- uploads kept between preview and confirmation ----------------------------------
+
+def keep_upload(user, node, mode, data, filename):
+    """Store a checked upload for its confirmation; purge abandoned ones (older
+    than a day, or beyond the user's few most recent)."""
+    db.session.execute(db.delete(PendingUpload).where(
+        PendingUpload.created_at < utcnow() - KEEP_UPLOADS))
+    older = (db.select(PendingUpload.id).where(PendingUpload.user_id == user.id)
+             .order_by(PendingUpload.id.desc()).offset(KEEP_PER_USER - 1))
+    db.session.execute(db.delete(PendingUpload).where(
+        PendingUpload.id.in_(older.scalar_subquery())).execution_options(
+        synchronize_session=False))
+    upload = PendingUpload(user_id=user.id, node_id=node.id, mode=mode, content=data,
+                           filename=(filename or "upload.xlsx")[:200])
+    db.session.add(upload)
+    db.session.flush()
+    return upload
+
+
+def kept_upload(user, upload_id):
+    """The user's own kept upload; NotFound for anyone else's or a used one."""
+    upload = db.session.get(PendingUpload, upload_id)
+    if upload is None or upload.user_id != user.id:
+        raise NotFound(_("This upload is no longer available. Please upload the file again."))
+    return upload

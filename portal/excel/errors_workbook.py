@@ -1,0 +1,157 @@
+"""The error workbook of a batch: its failed items in the template's own
+layout, with the reason in an Error column (single) or row (per instance) and
+the faulty cells highlighted, kept in the database as the batch's error file.
+
+A batch made from a shared form uses the single-mode layout.
+"""
+from dataclasses import dataclass
+from datetime import date
+
+from portal.excel import layout
+from portal.excel.compose import build_workbook
+from portal.excel.writer import TaskValues
+from portal.extensions import db
+from portal.models import BatchFile, BatchItem, Instance, Task
+from portal.models.base import utcnow
+
+FAILED = ("failed", "import_failed")
+CHUNK = 900
+
+
+def error_filename(batch):
+    """Built on the server from the batch number, never from user input."""
+    return f"{batch.number}-errors.xlsx"
+
+
+def layout_mode(batch):
+    return batch.mode if batch.mode in layout.MODES else "single"
+
+
+def failed_items(batch_id):
+    return db.session.execute(
+        db.select(BatchItem.task_id, BatchItem.post_data, BatchItem.error, BatchItem.field_errors)
+        .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED))
+        .order_by(BatchItem.id)).all()
+
+
+def _titles(task_ids):
+    titles = {}
+    for start in range(0, len(task_ids), CHUNK):
+        titles.update(db.session.execute(
+            db.select(Task.id, Instance.title).join(Instance, Task.instance_id == Instance.id)
+            .where(Task.id.in_(task_ids[start:start + CHUNK]))).all())
+    return titles
+
+
+def display_value(field, value, locale):
+    """A stored value as the template shows it (dates as dates, yes/no as words)."""
+    kind = field.get("type", "text")
+    if kind == "boolean" and isinstance(value, bool):
+        return layout.boolean_label(value, locale)
+    if kind == "date" and isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, (list, dict)):
+        return str(value)
+    return value
+
+
+def _table_lines(table, lines, locale):
+    if not isinstance(lines, list):
+        return []
+    columns = table.get("columns", [])
+    return [{c["key"]: display_value(c, line.get(c["key"]), locale) for c in columns}
+            if isinstance(line, dict) else {} for line in lines]
+
+
+@dataclass(frozen=True)
+class ProcessCopy:
+    key: str
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class NodeCopy:
+    """What a workbook needs of a node, usable after the session let go of it."""
+    id: int
+    name: str
+    fields: list
+    process: ProcessCopy
+
+    @property
+    def form_fields(self):
+        return [f for f in self.fields if f.get("type") != "table"]
+
+
+@dataclass(frozen=True)
+class ErrorSource:
+    """Everything an error workbook shows, read in one short transaction."""
+    batch_id: int
+    mode: str
+    node: NodeCopy
+    shared: dict                 # the batch's own decision, for form-mode items
+    rows: list                   # (task_id, post_data, error, field_errors)
+    titles: dict
+
+
+def load_error_source(batch):
+    """The batch's failed items and what surrounds them, or None when none failed."""
+    rows = failed_items(batch.id)
+    if not rows:
+        return None
+    node = batch.node
+    return ErrorSource(
+        batch_id=batch.id, mode=layout_mode(batch),
+        node=NodeCopy(node.id, node.name, list(node.fields),
+                      ProcessCopy(node.process.key, node.process.name, node.process.version)),
+        shared={"action": batch.action, "comment": batch.comment, "form": batch.post_data},
+        rows=rows, titles=_titles([row[0] for row in rows]))
+
+
+def task_values(source, row, locale):
+    task_id, post_data, error, field_errors = row
+    data = post_data or source.shared
+    form = data.get("form") if isinstance(data.get("form"), dict) else {}
+    values = {"task_id": task_id, "title": source.titles.get(task_id),
+              "action": layout.action_label(data.get("action"), locale),
+              "comment": data.get("comment")}
+    values.update({f["key"]: display_value(f, form.get(f["key"]), locale)
+                   for f in source.node.form_fields})
+    tables = {t["key"]: _table_lines(t, form.get(t["key"]), locale)
+              for t in layout.table_fields(source.node)}
+    return TaskValues(values, tables, error=error, faulty=frozenset(field_errors or ()))
+
+
+def render(source, locale):
+    """The workbook's bytes (no database access)."""
+    tasks = (task_values(source, row, locale) for row in source.rows)
+    return build_workbook(source.node, source.mode, tasks, locale=locale, kind="errors",
+                          batch_id=source.batch_id)
+
+
+def build_error_workbook(batch, locale):
+    """The workbook's bytes, or None when the batch has no failed item."""
+    source = load_error_source(batch)
+    return render(source, locale) if source is not None else None
+
+
+def store_error_file(batch, content):
+    """Replace the batch's error file (or drop it when ``content`` is None); the
+    caller holds the batch row lock and commits."""
+    old = batch.error_file
+    if content is None:
+        batch.error_file = None
+        if old is not None:
+            db.session.flush()
+            db.session.delete(old)
+        return None
+    if old is None:
+        old = BatchFile(batch_id=batch.id, kind="error")
+        db.session.add(old)
+        batch.error_file = old
+    old.filename, old.content, old.created_at = error_filename(batch), content, utcnow()
+    db.session.flush()
+    return old

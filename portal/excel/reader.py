@@ -1,0 +1,268 @@
+"""Reading an uploaded workbook into entries: one per row (single mode) or per
+sheet (per-instance mode), each with its task id, raw decision and any problem
+found while reading. Nothing here validates a form or looks at tasks: that is
+``portal.batches.imports``.
+
+The file is checked by ``safety`` first, then read with python-calamine, which
+reads shared and inline strings alike and gives formula cells their cached
+value. Positions follow CONTRACT section 6; headers are only compared to catch
+moved or deleted columns.
+"""
+import io
+from dataclasses import dataclass, field as dataclass_field
+
+from flask_babel import force_locale, gettext as _
+from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
+
+from portal.excel import UnusableFile, cells, layout, safety
+from portal.excel.meta import LISTS_SHEET, META_SHEET, check_meta, not_a_template, parse_meta
+
+SKIPPED_KEYS = ("task_id", "title")
+
+
+@dataclass
+class Entry:
+    """One task's decision as written in the file (values not yet validated)."""
+    kind: str                    # "row" or "sheet"
+    where: object                # row number (1-based) or sheet name
+    task_id: int | None = None
+    action: object = None
+    comment: object = None
+    form: dict = dataclass_field(default_factory=dict)
+    errors: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def source_ref(self):
+        return f"{self.kind} {self.where}"
+
+
+@dataclass
+class Upload:
+    meta: object
+    entries: list
+    skipped: int                 # rows or sheets that name a task but hold nothing else
+
+
+def read_upload(data, node, mode, *, max_rows, limits):
+    """Entries of an upload for ``node`` in ``mode``; UnusableFile when it cannot be used."""
+    safety.check_upload(data, limits)
+    try:
+        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        meta = _read_meta(workbook)
+        check_meta(meta, node, mode)
+        if mode == "single":
+            entries, skipped = _single_entries(_first_sheet(workbook, meta), node, max_rows)
+        else:
+            entries, skipped = _sheet_entries(workbook, meta, node, max_rows)
+    except CalamineError:
+        raise safety.damaged()
+    return Upload(meta, entries, skipped)
+
+
+def _read_meta(workbook):
+    if META_SHEET not in workbook.sheet_names:
+        raise not_a_template()
+    return parse_meta(workbook.get_sheet_by_name(META_SHEET).to_python(skip_empty_area=False))
+
+
+def _own_sheets(meta):
+    return {META_SHEET, LISTS_SHEET, *meta.own_sheets}
+
+
+def _first_sheet(workbook, meta):
+    name = workbook.sheet_names[0]
+    if name in _own_sheets(meta):
+        raise UnusableFile(_("The first sheet must be the sheet of tasks. Do not move or delete "
+                             "sheets."))
+    return workbook.get_sheet_by_index(0)
+
+
+def _pad(row, width):
+    return list(row) + [""] * (width - len(row)) if len(row) < width else list(row)
+
+
+def _label_key(text):
+    return layout.strip_mark(text).casefold()
+
+
+def _fixed_labels():
+    """Every language's header of each fixed slot, for comparisons."""
+    labels = {}
+    for locale in ("en", "zh_CN"):
+        with force_locale(locale):
+            for slot in layout.fixed_slots():
+                labels.setdefault(slot.key, set()).add(_label_key(slot.label))
+    return labels
+
+
+def _expected(slot, fixed):
+    return fixed[slot.key] if slot.field is None else {_label_key(slot.label)}
+
+
+def _task_id(value, errors):
+    if cells.is_blank(value):
+        errors["task_id"] = _("The task id is missing.")
+        return None
+    task_id = cells.whole_number(value)
+    if task_id is None or task_id <= 0:
+        errors["task_id"] = _("The task id must be a whole number.")
+        return None
+    return task_id
+
+
+def _decision(entry, slots, values):
+    """Fill the entry's action, comment and form from values by slot key; True
+    when nothing but the read-only cells holds anything."""
+    entry.action = layout.parse_action(cells.plain(values.get("action")))
+    entry.comment = cells.text_value(values.get("comment"))
+    for slot in slots:
+        if slot.field is not None:
+            entry.form[slot.key] = cells.field_value(slot.kind, values.get(slot.key))
+    editable = [entry.action, entry.comment, *entry.form.values()]
+    return all(v is None or v == [] for v in editable)
+
+
+# --- single mode ---------------------------------------------------------------------
+
+def _check_header(header, slots):
+    fixed = _fixed_labels()
+    for index, slot in enumerate(slots):
+        if _label_key(header[index]) not in _expected(slot, fixed):
+            raise UnusableFile(_(
+                "Column %(column)s should be headed \"%(expected)s\", not \"%(found)s\". Do not "
+                "add, move or delete columns; download a new template if needed.",
+                column=index + 1, expected=layout.strip_mark(slot.label),
+                found=layout.strip_mark(header[index])))
+
+
+def _single_entries(sheet, node, max_rows):
+    slots = layout.node_slots(node)
+    width = len(slots)
+    offset = (sheet.start or (0, 0))[1]   # calamine drops leading empty columns
+    entries, skipped, counted = [], 0, 0
+    rows = iter(sheet.iter_rows())
+    header = _pad([""] * offset + list(next(rows, [])), width)
+    _check_header(header, slots)
+    for row_number, raw in enumerate(rows, start=layout.DATA_START_ROW):
+        row = _pad([""] * offset + list(raw), width)[:width]
+        if all(cells.is_blank(v) for v in row):
+            continue
+        counted += 1
+        if counted > max_rows:
+            raise too_many(max_rows, "rows")
+        values = {slot.key: value for slot, value in zip(slots, row)}
+        entry = Entry("row", row_number)
+        entry.task_id = _task_id(values["task_id"], entry.errors)
+        if _decision(entry, slots, values) and entry.task_id is not None:
+            skipped += 1
+            continue
+        entries.append(entry)
+    return entries, skipped
+
+
+def too_many(limit, what):
+    if what == "rows":
+        return UnusableFile(_("The file holds more than %(n)s rows of tasks. Split it into "
+                              "several files.", n=limit))
+    return UnusableFile(_("The file holds more than %(n)s task sheets. Split it into several "
+                          "files.", n=limit))
+
+
+# --- per-instance mode ---------------------------------------------------------------
+
+def _task_sheet_names(workbook, meta):
+    own = _own_sheets(meta)
+    return [m.name for m in workbook.sheets_metadata
+            if m.name not in own and m.visible == SheetVisibleEnum.Visible]
+
+
+def _sheet_entries(workbook, meta, node, max_rows):
+    names = _task_sheet_names(workbook, meta)
+    if len(names) > max_rows:
+        raise too_many(max_rows, "sheets")
+    slots, tables, fixed = layout.node_slots(node), layout.table_fields(node), _fixed_labels()
+    entries, skipped = [], 0
+    for name in names:
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        entry, blank = _sheet_entry(name, [_pad(r, 2) for r in rows], slots, tables, fixed)
+        if blank:
+            skipped += 1
+        else:
+            entries.append(entry)
+    return entries, skipped
+
+
+def _sheet_entry(name, rows, slots, tables, fixed):
+    entry = Entry("sheet", name)
+
+    def value(row, column):
+        return rows[row][column] if row < len(rows) else ""
+
+    for index, slot in enumerate(slots):
+        if _label_key(value(index, 0)) not in _expected(slot, fixed):
+            entry.errors["sheet"] = _(
+                "Row %(row)s should be labelled \"%(expected)s\". Do not add, move or delete "
+                "rows above the tables.", row=index + 1, expected=layout.strip_mark(slot.label))
+            break
+    values = {slot.key: value(index, 1) for index, slot in enumerate(slots)}
+    entry.task_id = _task_id(values["task_id"] if not cells.is_blank(values["task_id"])
+                             else name, entry.errors)
+    named = cells.whole_number(name)
+    if entry.task_id is not None and named is not None and named != entry.task_id:
+        entry.errors["task_id"] = _("The sheet is named %(name)s but holds task %(id)s.",
+                                    name=name, id=entry.task_id)
+    blank = _decision(entry, slots, values)
+    if not entry.errors:
+        section_rows = rows[len(slots):]
+        entry.form.update(_tables(section_rows, tables, entry.errors, first_row=len(slots) + 1))
+        blank = blank and all(entry.form.get(t["key"]) is None for t in tables)
+    return entry, blank and entry.task_id is not None and not entry.errors
+
+
+def _sections(rows, first_row):
+    """(row number, rows) of each block of non-blank rows."""
+    block, start = [], None
+    for number, row in enumerate(rows, start=first_row):
+        if all(cells.is_blank(v) for v in row):
+            if block:
+                yield start, block
+            block, start = [], None
+        else:
+            block.append(row)
+            start = start or number
+    if block:
+        yield start, block
+
+
+def _tables(rows, tables, errors, *, first_row):
+    """{table key: [line dicts] or None} read from the sections after the fields."""
+    by_label = {_label_key(t.get("label", t["key"])): t for t in tables}
+    found = {t["key"]: None for t in tables}
+    for start, block in _sections(rows, first_row):
+        label = _label_key(block[0][0])
+        if label == layout.ERROR_HEADER.casefold():
+            continue                      # the error workbook's own message
+        table = by_label.get(label)
+        if table is None:
+            errors["sheet"] = _("Row %(row)s: \"%(label)s\" is not a table of this node.",
+                                row=start, label=layout.strip_mark(block[0][0]))
+            continue
+        found[table["key"]] = _table_lines(table, block, start, errors)
+    return found
+
+
+def _table_lines(table, block, start, errors):
+    columns = layout.table_column_slots(table)
+    header = _pad(block[1] if len(block) > 1 else [], len(columns))
+    for index, column in enumerate(columns):
+        if _label_key(header[index]) != _label_key(column.label):
+            errors[table["key"]] = _(
+                "Row %(row)s should hold the column headers of %(table)s.",
+                row=start + 1, table=table.get("label", table["key"]))
+            return None
+    lines = []
+    for raw in block[2:]:
+        values = zip(columns, _pad(raw, len(columns)))
+        line = {c.key: cells.field_value(c.kind, v) for c, v in values}
+        lines.append({k: v for k, v in line.items() if v is not None})
+    return lines or None

