@@ -4,7 +4,6 @@ import re
 
 import openpyxl
 import pytest
-from flask import g, request_started
 
 from support import csrf_token, login
 from portal.excel.meta import META_SHEET
@@ -13,19 +12,6 @@ from portal.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, Node, Task
 from portal.models.uploads import PendingUpload
-
-
-@pytest.fixture(autouse=True)
-def _fresh_g_per_request(app):
-    """An empty ``g`` per test-client request, as a real server gives: the app
-    fixture keeps one app context pushed, which requests would otherwise share
-    (Flask-Login's user, Flask-WTF's token and Flask-Babel's locale live there)."""
-    def clear(sender, **extra):
-        for name in list(vars(g)):
-            delattr(g, name)
-    request_started.connect(clear, app)
-    yield
-    request_started.disconnect(clear, app)
 
 
 def _node():

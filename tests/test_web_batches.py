@@ -2,8 +2,6 @@
 import re
 from datetime import datetime, timedelta
 
-import pytest
-from flask import g, request_started
 from sqlalchemy import event
 
 from support import GOOD_FORM, csrf_token, login
@@ -16,22 +14,6 @@ from portal.workflow import engine
 
 
 # --- helpers ---------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def _fresh_g_per_request(app):
-    """Give every test-client request an empty ``g``, as a real server does.
-
-    The ``app`` fixture keeps one app context pushed, and test-client requests
-    reuse it, so without this Flask-WTF's CSRF token, Flask-Login's user and
-    Flask-Babel's locale cached in ``g`` would leak from one request to the next.
-    """
-    def clear(sender, **extra):
-        for name in list(vars(g)):
-            delattr(g, name)
-    request_started.connect(clear, app)
-    yield
-    request_started.disconnect(clear, app)
-
 
 def _new_url(node_id, task_ids=(), **extra):
     query = [f"node_id={node_id}"] + [f"task_ids={task_id}" for task_id in task_ids]

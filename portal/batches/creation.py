@@ -148,6 +148,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     batch.number = f"B{now:%Y%m%d}-{batch.id:06d}"
 
     rows = rows or {}
+    messages = {}  # one translated message per reason, not one per item
     items, eligible = [], []
     counts = {"pending": 0, "ignored": 0, "failed": 0}
     for task_id, reason in classify(user, node, task_ids, lock=True):
@@ -155,7 +156,9 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
         item = {"batch_id": batch.id, "task_id": task_id, "source_ref": row.get("source_ref"),
                 "post_data": row.get("post_data"), "retry_count": 0, "attempts": 0}
         if reason is not None:
-            item.update(status="ignored", error_kind=reason, error=reason_message(reason),
+            if reason not in messages:
+                messages[reason] = reason_message(reason)
+            item.update(status="ignored", error_kind=reason, error=messages[reason],
                         finished_at=now)
             counts["ignored"] += 1
         elif row.get("error"):

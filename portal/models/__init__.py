@@ -4,3 +4,4 @@ from portal.models.workflow import (  # noqa: F401
     Countersign, History, Instance, Node, ProcessDefinition, Task)
 from portal.models.batches import (  # noqa: F401
     Batch, BatchEvent, BatchFile, BatchItem, BatchItemAttempt)
+from portal.models.uploads import PendingUpload  # noqa: F401
