@@ -20,7 +20,7 @@ $(VENV)/.test-deps: requirements.txt requirements-test.txt | $(VENV)/bin/python
 	touch $@ $(VENV)/.deps
 
 translations: $(VENV)/.deps
-	@if [ -d portal/translations ]; then $(VENV)/bin/pybabel compile -q -d portal/translations; fi
+	@if [ -d portal/translations ]; then $(VENV)/bin/pybabel compile -d portal/translations >/dev/null; fi
 
 run: $(VENV)/.deps translations
 	$(FLASK) run-all

@@ -55,6 +55,9 @@ def pytest_configure(config):
     config._embedded_redis = _prepare_redis()
 
 def pytest_unconfigure(config):
+    embedded = getattr(config, "_embedded_redis", None)
+    if embedded is not None:
+        embedded.shutdown()
     if _created_pg_db:
         server, name = _created_pg_db
         admin = create_engine(server, isolation_level="AUTOCOMMIT")
