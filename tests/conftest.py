@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from support import Factory, Workers
+from support import Api, Factory, Workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _session_dir = tempfile.mkdtemp(prefix="portal-tests-")
@@ -131,3 +131,16 @@ def workers(app):
     yield pool
     pool.stop()
 
+
+
+@pytest.fixture
+def api(client, factory, users):
+    """``api("alice").get(...)``: a client speaking as that user (``users`` comes
+    from the test module, e.g. ``factory.standard()``)."""
+    tokens = {}
+
+    def as_user(name):
+        if name not in tokens:
+            tokens[name] = factory.token(users[name])
+        return Api(client, tokens[name])
+    return as_user

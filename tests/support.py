@@ -14,23 +14,7 @@ LOG_DIR = tempfile.mkdtemp(prefix="portal-worker-logs-")
 
 # --- data helpers -----------------------------------------------------------------
 
-EXPENSE = {
-    "key": "expense", "name": "Expense claim",
-    "nodes": [
-        {"key": "manager", "name": "Manager review", "assignee": "user:alice",
-         "fields": [
-             {"key": "amount", "label": "Amount", "type": "number", "required": True, "min": 0},
-             {"key": "category", "label": "Category", "type": "select",
-              "options": ["Travel", "Meals"], "required": True},
-             {"key": "paid_on", "label": "Paid on", "type": "date"},
-             {"key": "urgent", "label": "Urgent", "type": "boolean"},
-             {"key": "note", "label": "Note", "type": "text", "max_length": 200},
-             {"key": "lines", "label": "Lines", "type": "table",
-              "columns": [{"key": "item", "label": "Item", "type": "text", "required": True},
-                          {"key": "cost", "label": "Cost", "type": "number"}]}]},
-        {"key": "finance", "name": "Finance review", "assignee": "role:finance", "fields": []},
-    ],
-}
+from portal.demo import EXPENSE  # noqa: E402,F401  (the definition tests load)
 
 GOOD_FORM = {"amount": 12.5, "category": "Travel"}
 
@@ -86,6 +70,23 @@ class Factory:
         if tasks:
             self.tasks(tasks, starter=users["admin"])
         return users
+
+
+class Api:
+    """A test client that sends one user's bearer token with every request."""
+
+    def __init__(self, client, token):
+        self.client, self.token = client, token
+
+    def _open(self, method, url, **kwargs):
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return self.client.open("/api/v1" + url, method=method, headers=headers, **kwargs)
+
+    def get(self, url, **kwargs):
+        return self._open("GET", url, **kwargs)
+
+    def post(self, url, **kwargs):
+        return self._open("POST", url, **kwargs)
 
 
 def csrf_token(client, url):

@@ -6,7 +6,6 @@ real worker processes are exercised elsewhere.
 import pytest
 
 from support import GOOD_FORM
-from test_api_workflow import Api
 from portal.batches import creation, runner
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
@@ -17,17 +16,6 @@ from portal.queueing import get_queue
 @pytest.fixture
 def users(factory):
     return factory.standard()
-
-
-@pytest.fixture
-def api(client, factory, users):
-    tokens = {}
-
-    def as_user(name):
-        if name not in tokens:
-            tokens[name] = factory.token(users[name])
-        return Api(client, tokens[name])
-    return as_user
 
 
 @pytest.fixture

@@ -1,27 +1,10 @@
 """/api/v1 instances, nodes and tasks: shapes, visibility, conflicts and bad input."""
 import pytest
 
-from support import GOOD_FORM
+from support import GOOD_FORM, Api
 from portal.extensions import db
 from portal.models import History, Instance, Task
 from portal.workflow import engine
-
-
-class Api:
-    """A test client that sends one user's bearer token with every request."""
-
-    def __init__(self, client, token):
-        self.client, self.token = client, token
-
-    def _open(self, method, url, **kwargs):
-        headers = {"Authorization": f"Bearer {self.token}"}
-        return self.client.open("/api/v1" + url, method=method, headers=headers, **kwargs)
-
-    def get(self, url, **kwargs):
-        return self._open("GET", url, **kwargs)
-
-    def post(self, url, **kwargs):
-        return self._open("POST", url, **kwargs)
 
 
 @pytest.fixture
@@ -29,18 +12,6 @@ def users(factory):
     users = factory.standard()
     users["dave"] = factory.user("dave", workflow_roles="finance")
     return users
-
-
-@pytest.fixture
-def api(client, factory, users):
-    """``api("alice").get(...)``: a client speaking as that user."""
-    tokens = {}
-
-    def as_user(name):
-        if name not in tokens:
-            tokens[name] = factory.token(users[name])
-        return Api(client, tokens[name])
-    return as_user
 
 
 def _history_count():

@@ -16,30 +16,21 @@ from portal.excel.templates import build_template
 from portal.excel.writer import ERROR_FILL, TaskValues
 from portal.extensions import db
 from portal.jobs.excel_jobs import build_error_file
-from portal.models import Batch, BatchFile, BatchItem, Node, Task
+from portal.models import Batch, BatchFile, BatchItem, Task
+from excel_support import import_env, save, upload
+from excel_support import single_file as shared_single_file
+
+
+@pytest.fixture
+def env(factory):
+    return import_env(factory)
 
 NASTY = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1,2)", "\tTAB=1", "\r=1+1"]
 
 
-def _node():
-    return db.session.execute(db.select(Node).where(Node.key == "manager")).scalar_one()
-
-
-def save(book):
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
 def single_file(template, rows):
-    book = openpyxl.load_workbook(io.BytesIO(template))
-    ws = book.worksheets[0]
-    ws.delete_rows(2, ws.max_row)
-    for number, (task_id, values) in enumerate(rows, start=2):
-        ws.cell(row=number, column=1, value=task_id)
-        for letter, value in values.items():
-            text(ws, f"{letter}{number}", value)
-    return save(book)
+    """Like excel_support.single_file, writing every value as text."""
+    return shared_single_file(template, rows, set_cell=text)
 
 
 def text(ws, ref, value):
@@ -47,14 +38,6 @@ def text(ws, ref, value):
     ws[ref] = value
     if isinstance(value, str):
         ws[ref].data_type = "s"
-
-
-def upload(client, headers, node, data, mode="single", dry_run=False):
-    form = {"file": (io.BytesIO(data), "f.xlsx"), "node_id": str(node.id), "mode": mode}
-    if dry_run:
-        form["dry_run"] = "1"
-    return client.post("/api/v1/imports", headers=headers, content_type="multipart/form-data",
-                       data=form)
 
 
 def error_book(batch_id):
@@ -66,14 +49,6 @@ def formulas_in(content):
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         return [name for name in archive.namelist() if name.endswith(".xml")
                 and (b"<f>" in archive.read(name) or b"<f " in archive.read(name))]
-
-
-@pytest.fixture
-def env(factory):
-    users = factory.standard(tasks=4)
-    tasks = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
-    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
-    return users, tasks, headers, _node()
 
 
 @pytest.fixture

@@ -11,12 +11,9 @@ from portal.excel import layout
 from portal.excel.meta import LISTS_SHEET, META_SHEET
 from portal.excel.templates import build_template
 from portal.extensions import db
-from portal.models import Node
+
 from portal.workflow import engine
-
-
-def _node(key="manager"):
-    return db.session.execute(db.select(Node).where(Node.key == key)).scalar_one()
+from excel_support import node_by_key as _node
 
 
 def _open(data):

@@ -8,48 +8,19 @@ from portal.batches import runner
 from portal.batches.counters import counts_from_items
 from portal.excel.templates import build_template
 from portal.extensions import db
-from portal.models import Batch, BatchItem, Node, Task
+from portal.models import Batch, BatchItem, Task
 from portal.models.uploads import PendingUpload
+from excel_support import import_env, save, single_file, upload
 
 
-def _node():
-    return db.session.execute(db.select(Node).where(Node.key == "manager")).scalar_one()
-
-
-def save(book):
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def single_file(template, rows):
-    book = openpyxl.load_workbook(io.BytesIO(template))
-    ws = book.worksheets[0]
-    ws.delete_rows(2, ws.max_row)
-    for number, (task_id, values) in enumerate(rows, start=2):
-        ws.cell(row=number, column=1, value=task_id)
-        for letter, value in values.items():
-            ws[f"{letter}{number}"] = value
-    return save(book)
-
-
-def upload(client, headers, node, data, mode="single"):
-    return client.post("/api/v1/imports", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), "f.xlsx"), "node_id": str(node.id),
-                             "mode": mode})
+@pytest.fixture
+def env(factory):
+    return import_env(factory)
 
 
 def items_by_task(batch_id):
     return {i.task_id: i for i in db.session.execute(
         db.select(BatchItem).where(BatchItem.batch_id == batch_id)).scalars()}
-
-
-@pytest.fixture
-def env(factory):
-    users = factory.standard(tasks=4)
-    tasks = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
-    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
-    return users, tasks, headers, _node()
 
 
 def test_single_mode_batch_carries_each_rows_own_decision(client, env):

@@ -7,32 +7,16 @@ import pytest
 from support import GOOD_FORM
 from portal.excel.templates import build_template
 from portal.extensions import db
-from portal.models import Batch, BatchItem, Node, Task
+from portal.models import Batch, BatchItem, Task
 from portal.workflow import engine
+from excel_support import import_env, save, single_file
+
+
+@pytest.fixture
+def env(factory):
+    return import_env(factory)
 
 COLUMNS = "CDEFGHI"   # action, comment, amount, category, paid_on, urgent, note
-
-
-def _node(key="manager"):
-    return db.session.execute(db.select(Node).where(Node.key == key)).scalar_one()
-
-
-def save(book):
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def single_file(template, rows):
-    """``rows``: [(task id, {column letter: value})] written from row 2 on."""
-    book = openpyxl.load_workbook(io.BytesIO(template))
-    ws = book.worksheets[0]
-    ws.delete_rows(2, ws.max_row)
-    for number, (task_id, values) in enumerate(rows, start=2):
-        ws.cell(row=number, column=1, value=task_id)
-        for letter, value in values.items():
-            ws[f"{letter}{number}"] = value
-    return save(book)
 
 
 def dry_run(client, headers, node, data, mode="single"):
@@ -41,14 +25,6 @@ def dry_run(client, headers, node, data, mode="single"):
                                  "mode": mode, "dry_run": "1"})
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["preview"]
-
-
-@pytest.fixture
-def env(factory):
-    users = factory.standard(tasks=4)
-    tasks = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
-    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
-    return users, tasks, headers, _node()
 
 
 def test_each_problem_is_reported_with_its_row_and_column(client, env):

@@ -10,18 +10,9 @@ from portal.excel.meta import META_SHEET
 from portal.excel.templates import build_template
 from portal.extensions import db
 from portal.jobs.excel_jobs import build_error_file
-from portal.models import Batch, Node, Task
+from portal.models import Batch, Task
 from portal.models.uploads import PendingUpload
-
-
-def _node():
-    return db.session.execute(db.select(Node).where(Node.key == "manager")).scalar_one()
-
-
-def save(book):
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+from excel_support import node_by_key as _node, save
 
 
 def filled(template, rows):
