@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app app
 
-.PHONY: run test test-browser translations clean
+.PHONY: run test test-browser translations messages clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(VENV)/.test-deps translations
 
 test-browser: $(VENV)/.test-deps translations
 	$(PY) -m pytest -q -m browser $(PYTEST_ARGS)
+
+# Extract translatable strings and merge them into the zh_CN catalog (then translate the new ones).
+messages: $(VENV)/.deps
+	$(VENV)/bin/pybabel extract -F babel.cfg --ignore-dirs='.* __pycache__' -o /tmp/portal-messages.pot portal templates
+	$(VENV)/bin/pybabel update -i /tmp/portal-messages.pot -d portal/translations --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

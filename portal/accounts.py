@@ -1,6 +1,8 @@
 """User accounts and API tokens (services; the caller commits)."""
 import secrets
 
+from flask_babel import gettext as _
+
 from portal.extensions import db
 from portal.models import ApiToken, User
 from portal.models.users import ROLES
@@ -16,13 +18,13 @@ def create_user(username, password, role="user", workflow_roles="", locale=None)
     errors = {}
     username = (username or "").strip()
     if not username or len(username) > 80 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
-        errors["username"] = "Use 1-80 letters, digits, dot, dash or underscore."
+        errors["username"] = _("Use 1-80 letters, digits, dot, dash or underscore.")
     elif find_user(username) is not None:
-        errors["username"] = "This name is taken."
+        errors["username"] = _("This name is taken.")
     if role not in ROLES:
-        errors["role"] = "Choose user, supervisor or admin."
+        errors["role"] = _("Choose user, supervisor or admin.")
     if not password or len(password) < 8:
-        errors["password"] = "At least 8 characters."
+        errors["password"] = _("At least 8 characters.")
     if errors:
         raise ValidationFailed(errors)
     user = User(username=username, role=role, workflow_roles=" ".join(workflow_roles.split()),
@@ -36,7 +38,7 @@ def create_user(username, password, role="user", workflow_roles="", locale=None)
 def require_user(username):
     user = find_user(username)
     if user is None:
-        raise NotFound(f"No user named {username}.")
+        raise NotFound(_("No user named %(name)s.", name=username))
     return user
 
 

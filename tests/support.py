@@ -1,11 +1,13 @@
 """Test helpers shared by the test modules: data factories, login, real workers, polling."""
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+import psutil
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,15 +126,34 @@ class Workers:
                                                stderr=subprocess.STDOUT, start_new_session=True))
         return self.procs[-count:]
 
+    def kill(self, proc, sig=signal.SIGKILL):
+        """Signal a worker and every process it forked (its work-horse included)."""
+        signal_tree(proc.pid, sig)
+
     def stop(self):
         for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, 9)
-                except ProcessLookupError:
-                    pass
+            self.kill(proc)
             proc.wait(timeout=10)
         self.procs = []
+
+
+def process_tree(pid):
+    """A process and all its descendants. RQ's work-horse calls setpgrp(), so
+    signalling the worker's process group alone would miss it."""
+    try:
+        root = psutil.Process(pid)
+        return [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_tree(pid, sig):
+    # Collect the tree first: once the worker dies its children are re-parented.
+    for member in process_tree(pid):
+        try:
+            member.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _end_transaction():

@@ -1,7 +1,5 @@
 """The batch engine with real RQ worker processes: exactly once, the cap,
 fairness between batches, live counters, and a worker killed mid-batch."""
-import os
-import signal
 import time
 
 from sqlalchemy import func
@@ -115,7 +113,7 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes(factory, workers, app
     dispatch.start(batch)
     (victim,) = workers.start(1)
     wait_for(lambda: _fresh(batch.id).success >= 30, timeout=60, message="progress")
-    os.killpg(victim.pid, signal.SIGKILL)  # the worker and its work-horse, mid-batch
+    workers.kill(victim)  # the worker and its work-horse, mid-batch
     victim.wait(timeout=10)
     stopped = _assert_consistent(batch.id)
     assert stopped.status == "running" and stopped.pending > 0

@@ -145,3 +145,11 @@ def test_definition_versions_only_when_changed(factory):
     with pytest.raises(ValidationFailed) as caught:
         load_definition({"key": "x", "name": "X", "nodes": [{"key": "a", "assignee": "nobody"}]})
     assert "nodes[0].assignee" in caught.value.errors
+
+
+def test_definition_field_keys_may_not_shadow_the_task_form(factory):
+    from portal.workflow.definitions import check_definition
+    problems = check_definition({"key": "x", "name": "X", "nodes": [
+        {"key": "a", "assignee": "user:alice",
+         "fields": [{"key": "comment", "type": "text"}, {"key": "ok", "type": "text"}]}]})
+    assert problems == {"nodes[0].fields[0]": "the key 'comment' is reserved"}

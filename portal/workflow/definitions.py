@@ -9,6 +9,8 @@ from portal.workflow.errors import ValidationFailed
 from portal.workflow.forms import FIELD_TYPES
 
 COLUMN_TYPES = ("text", "number", "date", "select", "boolean")
+# Names the task form and the templates use for themselves.
+RESERVED_KEYS = {"action", "comment", "csrf_token", "task_id", "title", "error"}
 
 
 def _check_fields(fields, where, allowed, problems):
@@ -23,6 +25,8 @@ def _check_fields(fields, where, allowed, problems):
             continue
         if field["key"] in seen:
             problems[at] = f"duplicate field key {field['key']!r}"
+        if field["key"] in RESERVED_KEYS:
+            problems[at] = f"the key {field['key']!r} is reserved"
         seen.add(field["key"])
         kind = field.get("type", "text")
         if kind not in allowed:
