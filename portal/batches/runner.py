@@ -26,6 +26,7 @@ from flask import current_app
 from flask_babel import force_locale
 
 from sqlalchemy import insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.batches.counters import COUNTER_OF, finish_if_done, lock_batch, move
 from portal.extensions import db
@@ -126,6 +127,9 @@ def _apply(item, decision):
     and the outcome is recorded in the same transaction.
     """
     creator = db.session.get(User, decision.creator_id)
+    # The lane keeps the creator loaded across items; whether they are still
+    # enabled is read fresh in this transaction, with the item.
+    set_committed_value(creator, "disabled", item.creator_disabled)
     action, comment, form = decision.for_item(item.post_data)
     with force_locale(creator.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
         try:
@@ -188,10 +192,12 @@ def finish_item(claim, *, claim_next_item=True, decision=None):
     try:
         item = db.session.execute(
             db.select(BatchItem.id, BatchItem.batch_id, BatchItem.task_id, BatchItem.post_data,
-                      BatchItem.started_at)
+                      BatchItem.started_at, User.disabled.label("creator_disabled"))
+            .join(Batch, Batch.id == BatchItem.batch_id)
+            .join(User, User.id == Batch.created_by_id)
             .where(BatchItem.id == claim.item_id, BatchItem.status == "running",
                    BatchItem.lease_token == claim.token)
-            .with_for_update(key_share=True)).one_or_none()
+            .with_for_update(of=BatchItem, key_share=True)).one_or_none()
         if item is None:
             db.session.rollback()   # someone else holds or ended it: nothing to do
             return None
@@ -273,11 +279,20 @@ def run_lane(batch_id, slice_seconds=None):
     slice_seconds = current_app.config["BATCH_SLICE_SECONDS"] if slice_seconds is None else slice_seconds
     deadline = time.monotonic() + slice_seconds
     processed = 0
-    claim = claim_next(batch_id)
-    decision = BatchDecision.load(batch_id) if claim is not None else None
-    while claim is not None:
-        claim = finish_item(claim, claim_next_item=time.monotonic() < deadline, decision=decision)
-        processed += 1
+    session = db.session()
+    # Definitions, nodes and the creator do not change while a lane runs; keeping
+    # them loaded across item commits spares reloading them for every item. Rows
+    # that do change (items, tasks, the batch) are read with locks each time.
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        claim = claim_next(batch_id)
+        decision = BatchDecision.load(batch_id) if claim is not None else None
+        while claim is not None:
+            claim = finish_item(claim, claim_next_item=time.monotonic() < deadline,
+                                decision=decision)
+            processed += 1
+    finally:
+        session.expire_on_commit = expire_on_commit
     return LaneResult(processed, *_remaining(batch_id))
 
 
