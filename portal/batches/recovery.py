@@ -27,21 +27,32 @@ them.
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 
 from portal.batches.counters import add_event, finish_if_done, lock_batch, move
 from portal.batches.runner import backoff_seconds, release_lease, worker_name
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, Task
+from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
 from portal.models.base import utcnow
 
 # Unexpected failures older than this are left for a person to retry.
 RECENT_FAILURES = timedelta(hours=24)
-LEASE_EXPIRED = "The worker running this item stopped (lease expired)."
+LEASE_EXPIRED = _l("The worker running this item stopped before finishing it (its lease expired).")
 
 
 def _by_recovery():
     return f"recovery@{worker_name()}"
+
+
+def _in_creators_language(message, batch_id):
+    """The text stored on the item, in the language of the batch's creator (who reads it)."""
+    locale = db.session.execute(
+        db.select(User.locale).join(Batch, Batch.created_by_id == User.id)
+        .where(Batch.id == batch_id)).scalar()
+    with force_locale(locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
+        return str(message)
 
 
 # --- 1. expired leases -------------------------------------------------------------
@@ -51,30 +62,36 @@ def _reclaim_one(item_id, now):
     item = db.session.execute(
         db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.status == "running",
                                    BatchItem.lease_expires_at < now)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)).scalar_one_or_none()
     if item is None:  # finished meanwhile, reclaimed by another recovery, or still in use
         db.session.rollback()
         return None
     clock = utcnow()
+    message = _in_creators_language(LEASE_EXPIRED, item.batch_id)
     db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
                                     started_at=item.started_at or clock, finished_at=clock,
-                                    outcome="error", error=LEASE_EXPIRED))
-    release_lease(item, LEASE_EXPIRED, clock)
+                                    outcome="error", error=message))
+    release_lease(item, message, clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id
 
 
-def reclaim_leases(now=None):
-    """Reclaim every item whose lease expired before ``now``; returns their batch ids."""
-    now = now or utcnow()
-    expired = db.session.execute(
+def expired_leases(now):
+    """Ids of running items whose lease expired before ``now`` (read only)."""
+    ids = db.session.execute(
         db.select(BatchItem.id).where(BatchItem.status == "running",
                                       BatchItem.lease_expires_at < now)
         .order_by(BatchItem.id)).scalars().all()
     db.session.rollback()
-    batch_ids = [_reclaim_one(item_id, now) for item_id in expired]
+    return ids
+
+
+def reclaim_leases(now=None):
+    """Reclaim every item whose lease expired before ``now``; returns their batch ids."""
+    now = now or utcnow()
+    batch_ids = [_reclaim_one(item_id, now) for item_id in expired_leases(now)]
     return [batch_id for batch_id in batch_ids if batch_id is not None]
 
 
@@ -98,7 +115,8 @@ def _lock_tasks_for(batch, task_ids):
         db.session.execute(
             update(Task).where(Task.id.in_(task_ids[start:start + 900]), Task.status == "pending",
                                Task.lock_holder_id.is_(None))
-            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id, lock_expires_at=None)
+            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id,
+                    lock_expires_at=None)
             .execution_options(synchronize_session=False))
 
 
@@ -108,7 +126,8 @@ def _retry_failures_of(batch_id, since, limit):
     if batch is None or batch.status == "cancelled":
         db.session.rollback()
         return 0
-    items = db.session.execute(_retryable_failures(batch_id, since, limit).with_for_update()
+    items = db.session.execute(_retryable_failures(batch_id, since, limit)
+                               .with_for_update(key_share=True)
                                .execution_options(populate_existing=True)).scalars().all()
     if not items:
         db.session.rollback()
@@ -129,19 +148,25 @@ def _retry_failures_of(batch_id, since, limit):
     return len(items)
 
 
+def batches_with_retryable_failures(since, limit):
+    """Ids of batches with unexpected failures since ``since`` under ``limit`` (read only)."""
+    ids = db.session.execute(
+        db.select(BatchItem.batch_id).where(
+            BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
+            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
+        .distinct().order_by(BatchItem.batch_id)).scalars().all()
+    db.session.rollback()
+    return ids
+
+
 def retry_unexpected_failures(now=None):
     """Failed items of an unexpected cause, finished in the last 24 h and under
     BATCH_RETRY_LIMIT, go back to pending with backoff; returns {batch id: items}."""
     now = now or utcnow()
     limit = current_app.config["BATCH_RETRY_LIMIT"]
     since = now - RECENT_FAILURES
-    batch_ids = db.session.execute(
-        db.select(BatchItem.batch_id).where(
-            BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
-            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
-        .distinct().order_by(BatchItem.batch_id)).scalars().all()
-    db.session.rollback()
-    retried = {batch_id: _retry_failures_of(batch_id, since, limit) for batch_id in batch_ids}
+    retried = {batch_id: _retry_failures_of(batch_id, since, limit)
+               for batch_id in batches_with_retryable_failures(since, limit)}
     return {batch_id: count for batch_id, count in retried.items() if count}
 
 
@@ -171,7 +196,8 @@ def _stalled(cutoff):
 def _take_stalled(batch_id, cutoff):
     """Mark a batch as restarted if it is still stalled; True when this call did it."""
     batch = db.session.execute(
-        db.select(Batch).where(Batch.id == batch_id, *_stalled(cutoff)).with_for_update()
+        db.select(Batch).where(Batch.id == batch_id, *_stalled(cutoff))
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)).scalar_one_or_none()
     if batch is None:  # progressed, or another recovery restarted it first
         db.session.rollback()

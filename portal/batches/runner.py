@@ -274,6 +274,19 @@ def release_lease(item, message, now):
     batch.progress_at = now
 
 
+def _writer_gap():
+    """Seconds a lane leaves the database free between two items.
+
+    SQLite has one write lock, taken by every transaction here. Workers
+    handing it to each other leave no gap a page request or a new batch
+    could use: SQLite's busy handler retries only every few milliseconds and
+    would starve. PostgreSQL locks rows, so it needs no gap.
+    """
+    if db.engine.dialect.name != "sqlite":
+        return 0
+    return current_app.config["BATCH_SQLITE_WRITER_GAP_SECONDS"]
+
+
 def run_lane(batch_id, slice_seconds=None):
     """Work through a batch for one slice; say whether to requeue."""
     slice_seconds = current_app.config["BATCH_SLICE_SECONDS"] if slice_seconds is None else slice_seconds
@@ -287,10 +300,13 @@ def run_lane(batch_id, slice_seconds=None):
     try:
         claim = claim_next(batch_id)
         decision = BatchDecision.load(batch_id) if claim is not None else None
+        pause = _writer_gap()
         while claim is not None:
             claim = finish_item(claim, claim_next_item=time.monotonic() < deadline,
                                 decision=decision)
             processed += 1
+            if pause:
+                time.sleep(pause)
     finally:
         session.expire_on_commit = expire_on_commit
     return LaneResult(processed, *_remaining(batch_id))

@@ -32,5 +32,6 @@ def recover_batches():
 def periodic_jobs(config):
     """(job id, function path, interval seconds): what the scheduler keeps registered."""
     return [
-        (RECOVER_JOB_ID, "portal.jobs.periodic.recover_batches", config["RECOVERY_INTERVAL_SECONDS"]),
+        (RECOVER_JOB_ID, "portal.jobs.periodic.recover_batches",
+         config["RECOVERY_INTERVAL_SECONDS"]),
     ]
