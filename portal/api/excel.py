@@ -1,20 +1,17 @@
 """Excel: node templates, imports (dry run or batch) and error workbooks."""
-import io
-
-from flask import current_app, request, send_file
+from flask import current_app, request
 from flask_babel import get_locale, gettext as _
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.api import ApiError, api_user, bp
 from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
 from portal.batches.serialize import batch_to_dict
-from portal.excel import XLSX_MIMETYPE, UploadTooLarge
 from portal.excel.errors_workbook import error_filename
 from portal.excel.layout import MODES
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
+from portal.web.files import posted_file, xlsx_response
 from portal.workflow.errors import NotFound
 
 
@@ -24,18 +21,9 @@ def _mode(value):
     return value
 
 
-def _xlsx(content, filename):
-    return send_file(io.BytesIO(content), mimetype=XLSX_MIMETYPE, as_attachment=True,
-                     download_name=filename, max_age=0)
-
-
 def _uploaded_file():
     """The multipart ``file``; 413 with a readable message when too large."""
-    try:
-        upload = request.files.get("file")
-    except RequestEntityTooLarge:
-        raise UploadTooLarge(_("The upload is larger than %(mb)s MB.",
-                               mb=current_app.config["MAX_UPLOAD_MB"]))
+    upload = posted_file()
     if upload is None:
         raise ApiError(400, _("Attach the workbook as the multipart field \"file\"."))
     return upload.read()
@@ -72,7 +60,7 @@ def batch_error_file(batch_id):
     batch = visible_batch(api_user(), batch_id)
     if batch.error_file is None:
         raise NotFound(_("This batch has no error workbook."))
-    return _xlsx(batch.error_file.content, error_filename(batch))
+    return xlsx_response(batch.error_file.content, error_filename(batch))
 
 
 @bp.get("/nodes/<int:node_id>/template")
@@ -83,4 +71,4 @@ def node_template(node_id):
     locale = user.locale or str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
     content = build_template(user, node, mode, locale)
     db.session.rollback()
-    return _xlsx(content, template_filename(node, mode))
+    return xlsx_response(content, template_filename(node, mode))

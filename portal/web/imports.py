@@ -4,21 +4,18 @@ Upload -> preview -> confirm: the checked upload is kept in the database
 (``PendingUpload``) between the preview and the confirmation, so any web
 process can finish it; the preview is computed again from the kept file.
 """
-import io
-
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   send_file, url_for)
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext as _
 from flask_login import current_user, login_required
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
-from portal.excel import XLSX_MIMETYPE, UnusableFile, UploadTooLarge, layout
+from portal.excel import UnusableFile, layout
 from portal.excel.errors_workbook import error_filename, layout_mode
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
+from portal.web.files import posted_file, xlsx_response
 from portal.workflow.engine import pending_counts_by_node
 from portal.workflow.errors import NotFound, WorkflowError
 
@@ -40,18 +37,9 @@ def _batch_or_404(batch_id):
         abort(404)
 
 
-def _xlsx(content, filename):
-    return send_file(io.BytesIO(content), mimetype=XLSX_MIMETYPE, as_attachment=True,
-                     download_name=filename, max_age=0)
-
-
 def _posted_file():
     """(bytes, client file name) of the posted workbook."""
-    try:
-        upload = request.files.get("file")
-    except RequestEntityTooLarge:
-        raise UploadTooLarge(_("The upload is larger than %(mb)s MB.",
-                               mb=current_app.config["MAX_UPLOAD_MB"]))
+    upload = posted_file()
     if upload is None or not upload.filename:
         raise UnusableFile(_("Choose a file to upload."))
     return upload.read(), upload.filename
@@ -78,7 +66,7 @@ def template(node_id):
         abort(400)
     content = build_template(current_user, node, mode, str(get_locale() or "en"))
     db.session.rollback()
-    return _xlsx(content, template_filename(node, mode))
+    return xlsx_response(content, template_filename(node, mode))
 
 
 def _keep(node, mode, *, batch=None):
@@ -168,7 +156,7 @@ def error_file(batch_id):
     batch = _batch_or_404(batch_id)
     if batch.error_file is None:
         abort(404)
-    return _xlsx(batch.error_file.content, error_filename(batch))
+    return xlsx_response(batch.error_file.content, error_filename(batch))
 
 
 @bp.route("/batches/<int:batch_id>/corrections", methods=["GET", "POST"])
