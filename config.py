@@ -51,10 +51,11 @@ class Config:
     TASK_LOCK_MINUTES = 15
     # How long a worker may hold an item before another may reclaim it.
     BATCH_LEASE_SECONDS = 120
-    # A batch job works this long before it requeues itself (fairness between batches).
+    # A batch job works in slices this long; after each it requeues itself at the
+    # back of the queue if other jobs wait (fairness between batches)...
     BATCH_SLICE_SECONDS = 1.0
-    # SQLite only: a lane's pause between items so other writers get the lock.
-    BATCH_SQLITE_WRITER_GAP_SECONDS = 0.002
+    # ...else it goes on with another slice, for this long at most.
+    BATCH_LANE_MAX_SECONDS = 30
     QUEUE_NAME = "portal"
     TESTING = False
 

@@ -110,6 +110,15 @@ def _after_fork_dispose():
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
 
 
+def _prepare_work_horses():
+    """Do once in the worker what every forked work-horse would otherwise
+    redo per job: import the job modules and configure the ORM mappers."""
+    from sqlalchemy.orm import configure_mappers
+    import portal.jobs.batch_jobs  # noqa: F401
+    import portal.jobs.excel_jobs  # noqa: F401
+    configure_mappers()
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None)
@@ -117,6 +126,7 @@ def worker_command(burst, name):
     """One RQ worker on the portal's queue, inside the app context."""
     from rq import Worker
     from portal.queueing import get_queue, get_redis
+    _prepare_work_horses()
     _after_fork_dispose()
     db.session.remove()
     worker = Worker([get_queue()], connection=get_redis(), name=name)

@@ -3,6 +3,9 @@
 The Redis connection is created lazily per process (see ``portal.queueing``),
 so importing this module opens nothing.
 """
+import sqlite3
+import time
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -29,6 +32,11 @@ babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
+# How long a SQLite transaction waits for the write lock, and how often it asks.
+SQLITE_LOCK_WAIT_SECONDS = 30
+SQLITE_LOCK_POLL_SECONDS = 0.0005
+
+
 def _configure_sqlite(engine):
     """Make every SQLite transaction a write transaction (BEGIN IMMEDIATE).
 
@@ -36,21 +44,46 @@ def _configure_sqlite(engine):
     once with "database is locked" when another writer got there first; an
     immediate transaction waits for the lock instead. WAL lets readers of
     other connections proceed meanwhile.
+
+    The wait is ours rather than SQLite's busy handler: that handler sleeps
+    1, 2, 5, 10 ... 100 ms between tries, so a process that releases the lock
+    and takes it again at once (a batch lane going from item to item) keeps it
+    while every waiter sleeps. Asking every half millisecond gives waiters a
+    fair chance and leaves the lock idle for at most that long.
     """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_LOCK_WAIT_SECONDS * 1000}")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=0")  # BEGIN waits in _begin_immediate
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not _begin_immediate(connection.connection.driver_connection):
+            # Out of time, or another error: this try raises it wrapped like any
+            # other statement's error (or, just now free, begins after all).
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_immediate(sqlite_connection):
+    """BEGIN IMMEDIATE, asking again while the database is busy; False when
+    it gave up."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            sqlite_connection.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                return False
+            time.sleep(SQLITE_LOCK_POLL_SECONDS)
 
 
 def init_app(app):

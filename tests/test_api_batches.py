@@ -6,7 +6,7 @@ real worker processes are exercised elsewhere.
 import pytest
 
 from support import GOOD_FORM
-from portal.batches import creation, runner
+from portal.batches import creation, dispatch, runner
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task
@@ -78,8 +78,8 @@ def test_batch_from_ids_runs_to_the_end(api, tasks):
     assert counts == (8, 6, 2, 2)
     assert batch["number"].startswith("B")
     _assert_counters_add_up(batch)
-    # lanes were handed to RQ: as many as the concurrency allows
-    assert get_queue().count == 2
+    # lanes were handed to RQ: as many as the concurrency allows (one on SQLite)
+    assert get_queue().count == dispatch.lanes_for(db.session.get(Batch, batch["id"])) >= 1
 
     finished = _run(api, batch["id"])
     assert (finished["status"], finished["success"], finished["pending"], finished["failed"],

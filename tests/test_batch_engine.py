@@ -2,7 +2,7 @@
 import pytest
 
 from support import GOOD_FORM
-from portal.batches import control, creation, runner
+from portal.batches import control, creation, dispatch, runner
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task
@@ -188,3 +188,50 @@ def test_retry_failed_items_up_to_limit(factory, app):
     item = db.session.execute(db.select(BatchItem)).scalars().first()
     assert item.retry_count == limit and item.retried_by_id == users["sam"].id
     _assert_counters(batch)
+
+
+def _batch_of(users, tasks, concurrency):
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
+                                  action="approve", form=GOOD_FORM, concurrency=concurrency)
+    db.session.commit()
+    return batch
+
+
+def test_lanes_for_a_batch_follow_its_concurrency_and_runnable_work(factory):
+    users = factory.standard()
+    batch = _batch_of(users, factory.tasks(6, starter=users["admin"]), concurrency=4)
+    small = _batch_of(users, factory.tasks(2, starter=users["admin"]), concurrency=4)
+    if db.engine.dialect.name == "sqlite":
+        # lanes take turns per database there: one per batch does all it can get
+        assert (dispatch.lanes_for(batch), dispatch.lanes_for(small)) == (1, 1)
+    else:
+        assert (dispatch.lanes_for(batch), dispatch.lanes_for(small)) == (4, 2)
+    control.pause(batch, users["alice"])
+    runner.run_inline(small.id)
+    db.session.refresh(small)
+    assert (dispatch.lanes_for(batch), dispatch.lanes_for(small)) == (0, 0)
+
+
+def test_a_lane_goes_on_while_nothing_waits_and_ends_when_something_does(factory, app):
+    users = factory.standard()
+    batch = _batch_of(users, factory.tasks(6, starter=users["admin"]), concurrency=2)
+    asked = []
+
+    def others_waiting():
+        asked.append(True)
+        return len(asked) >= 3   # another job shows up after the third slice
+
+    # Slices of no time at all: one item each, then the lane asks.
+    result = runner.run_lane(batch.id, slice_seconds=0, others_waiting=others_waiting)
+    assert (result.processed, len(asked), result.more) == (3, 3, True)
+    result = runner.run_lane(batch.id, slice_seconds=0)   # nobody to ask: one slice
+    assert (result.processed, result.more) == (1, True)
+    result = runner.run_lane(batch.id, slice_seconds=0, others_waiting=lambda: False)
+    assert (result.processed, result.more) == (2, False)  # to the end: nothing waited
+    app.config["BATCH_LANE_MAX_SECONDS"], limit = 0, app.config["BATCH_LANE_MAX_SECONDS"]
+    try:
+        other = _batch_of(users, factory.tasks(3, starter=users["admin"]), concurrency=2)
+        result = runner.run_lane(other.id, slice_seconds=0, others_waiting=lambda: False)
+        assert (result.processed, result.more) == (1, True)  # its time is up after a slice
+    finally:
+        app.config["BATCH_LANE_MAX_SECONDS"] = limit

@@ -1,5 +1,6 @@
 """The batch engine with real RQ worker processes: exactly once, the cap,
-fairness between batches, live counters, and a worker killed mid-batch."""
+fairness between batches, users served while a batch runs, live counters,
+and a worker killed mid-batch."""
 import time
 
 from sqlalchemy import func
@@ -8,8 +9,9 @@ from support import GOOD_FORM, snapshot, wait_for
 from portal.batches import creation, dispatch, recovery
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
-from portal.models import Batch, BatchItemAttempt, History
+from portal.models import Batch, BatchItemAttempt, History, User
 from portal.models.base import utcnow
+from portal.workflow import engine
 
 
 def _make_batch(factory, users, count, concurrency=5, title="Claim"):
@@ -104,6 +106,31 @@ def test_small_batch_is_not_starved_by_a_big_one(factory, workers):
     wait_for(lambda: _finished(big.id), timeout=240, message="big batch finished")
     _assert_consistent(big.id)
     _assert_consistent(small.id)
+
+
+def test_users_are_served_while_a_big_batch_runs_and_it_keeps_going(factory, workers):
+    """On SQLite one write lock serves both: neither the lanes nor a user's
+    approvals may starve the other."""
+    users = factory.standard()
+    big = _make_batch(factory, users, 1500, concurrency=5, title="Big")
+    singles = [task.id for task in factory.tasks(30, starter=users["admin"], title="Single")]
+    alice_id = users["alice"].id
+    dispatch.start(big)
+    workers.start(2)
+    wait_for(lambda: _fresh(big.id).success > 20, timeout=60, message="big batch started")
+    before = _fresh(big.id).success
+    slowest = 0.0
+    for task_id in singles:
+        started = time.monotonic()
+        engine.decide(task_id, db.session.get(User, alice_id), "approve", "one by one", GOOD_FORM)
+        db.session.commit()
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.05)
+    progressed = _fresh(big.id).success - before
+    assert slowest < 1.0, f"a single approval waited {slowest:.2f} s for the database"
+    assert progressed >= 50, f"the batch did {progressed} items meanwhile"
+    wait_for(lambda: _finished(big.id), timeout=240, message="big batch finished")
+    _assert_consistent(big.id)
 
 
 def test_killed_worker_loses_nothing_and_the_batch_resumes(factory, workers, app):

@@ -167,7 +167,8 @@ def _freeze_redis_after_commits(batch_id, server, workers_running):
 def test_b_kill_after_commit_before_rq_marks_the_job_done(factory, private_redis, workers,
                                                           schedulers):
     env = {**FAST_RECOVERY, "REDIS_URL": private_redis.url}
-    batch = _make_batch(factory, 400, concurrency=2)
+    # Lanes finish their slice while Redis is frozen: the batch must outlast it.
+    batch = _make_batch(factory, 1500, concurrency=2)
     schedulers.start(2, env)
     victims = workers.start(2, extra_env=env)
     batch_id = _start(batch)
@@ -266,7 +267,7 @@ def test_d_flushall_mid_batch(factory, private_redis, workers, schedulers):
 
 def test_e_redis_restart_mid_batch(factory, private_redis, workers, schedulers):
     env = {**FAST_RECOVERY, "REDIS_URL": private_redis.url}
-    batch = _make_batch(factory, 300, concurrency=3)
+    batch = _make_batch(factory, 1500, concurrency=3)
     schedulers.start(2, env)
     workers.start(2, extra_env=env)
     supervisor = Supervisor(workers, env)
@@ -277,6 +278,7 @@ def test_e_redis_restart_mid_batch(factory, private_redis, workers, schedulers):
     fault_at = time.monotonic()
     stopped_at = fresh_batch(batch_id).success
     quiet = wait_until_quiet(batch_id)
+    assert quiet.pending > 0, "the batch should outlast the lanes' slices"
     private_redis.start()
 
     wait_for(lambda: supervisor.check() and finished(batch_id), timeout=120,

@@ -510,9 +510,11 @@ def test_recovery_job_enqueues_lanes_for_restarted_batches_only(factory, app, cl
     _age(stalled.id, app.config["BATCH_STALL_SECONDS"] + 1, clock)
     queue = get_queue()
 
+    # As many lanes as its concurrency; on SQLite, where lanes take turns, one.
+    expected = 1 if db.engine.dialect.name == "sqlite" else 3
     periodic.recover_batches()
     lanes = [job for job in queue.get_jobs()]
-    assert [(job.func_name, job.args) for job in lanes] == [(dispatch.LANE_JOB, (stalled.id,))] * 3
+    assert [(job.func_name, job.args) for job in lanes] == [(dispatch.LANE_JOB, (stalled.id,))] * expected
     periodic.recover_batches()  # the batch counts as restarted now
-    assert queue.count == 3
+    assert queue.count == expected
     assert quiet.id not in {job.args[0] for job in queue.get_jobs()}

@@ -5,6 +5,7 @@ database and the recovery job starts it later.
 """
 import logging
 
+from portal.extensions import db
 from portal.queueing import get_queue
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,17 @@ def enqueue_lanes(batch_id, count):
         return False
 
 
+def queue_has_work():
+    """Whether jobs wait in the queue (a lane then ends its work at the end of
+    its slice). When Redis cannot tell, yes: the lane ends, its work stays in
+    the database."""
+    try:
+        return get_queue().count > 0
+    except Exception:
+        log.exception("could not read the queue length")
+        return True
+
+
 def enqueue_lane_at(batch_id, when):
     try:
         get_queue().enqueue_at(when, LANE_JOB, batch_id, job_timeout=LANE_TIMEOUT, result_ttl=60)
@@ -44,8 +56,22 @@ def enqueue_job(path, *args, timeout=600):
         return False
 
 
+# On SQLite lanes take turns per database (see lane_turn): one lane per batch
+# does all a batch can get, more would only queue ahead of other batches' lanes.
+SQLITE_LANES_PER_BATCH = 1
+
+
+def lanes_for(batch):
+    """How many lanes a batch with runnable items should have."""
+    if batch.status not in ("pending", "running") or batch.pending <= 0:
+        return 0
+    lanes = min(batch.concurrency, batch.pending)
+    if db.engine.dialect.name == "sqlite":
+        lanes = min(lanes, SQLITE_LANES_PER_BATCH)
+    return lanes
+
+
 def start(batch):
     """Lanes for a batch that has runnable items."""
-    if batch.status in ("pending", "running") and batch.pending > 0:
-        return enqueue_lanes(batch.id, min(batch.concurrency, batch.pending))
-    return True
+    lanes = lanes_for(batch)
+    return enqueue_lanes(batch.id, lanes) if lanes else True

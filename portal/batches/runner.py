@@ -25,12 +25,13 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import force_locale
 
-from sqlalchemy import insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.batches.counters import COUNTER_OF, finish_if_done, lock_batch, move
+from portal.batches import item_sql
+from portal.batches.counters import finish_if_done, lock_batch, move
+from portal.batches.lane_turn import lane_turn
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
+from portal.models import Batch, BatchItem, BatchItemAttempt, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
 from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed
@@ -113,13 +114,6 @@ class BatchDecision:
                 data.get("form", self.form))
 
 
-def _unlock_task(task_id, batch_id):
-    db.session.execute(
-        update(Task).where(Task.id == task_id, Task.lock_batch_id == batch_id)
-        .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None)
-        .execution_options(synchronize_session=False))
-
-
 def _apply(item, decision):
     """Run the approval; returns (status, kind, message, field_errors).
 
@@ -148,41 +142,18 @@ def _field_message(errors):
     return "; ".join(f"{key}: {message}" for key, message in errors.items())
 
 
-def _count_outcome(batch_id, status, now):
-    """Move one item from running to ``status`` on the batch row (which this
-    UPDATE locks) and return the counters the cap and the finish need."""
-    column = getattr(Batch, COUNTER_OF[status])
-    return db.session.execute(
-        update(Batch).where(Batch.id == batch_id)
-        .values({Batch.running: Batch.running - 1, column: column + 1,
-                 Batch.progress_at: now, Batch.updated_at: now})
-        .returning(Batch.status, Batch.pending, Batch.running, Batch.concurrency)
-        .execution_options(synchronize_session=False)).one()
-
-
-def _claim_after(batch_id, counters, now):
+def _claim_after(conn, batch_id, counters, now):
     """Claim the next item while this transaction holds the batch row."""
     if counters.status != "running" or counters.running >= counters.concurrency:
         return None
-    item_id = db.session.execute(
-        db.select(BatchItem.id).where(
-            BatchItem.batch_id == batch_id, BatchItem.status == "pending",
-            (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now))
-        .order_by(BatchItem.id).limit(1)
-        .with_for_update(skip_locked=True, key_share=True)).scalar()
+    item_id = conn.execute(item_sql.NEXT_PENDING, {"batch_id": batch_id, "now": now}).scalar()
     if item_id is None:
         return None
     token = uuid.uuid4().hex
-    db.session.execute(
-        update(BatchItem).where(BatchItem.id == item_id)
-        .values(status="running", lease_token=token, started_at=now,
-                lease_expires_at=now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"]),
-                attempts=BatchItem.attempts + 1)
-        .execution_options(synchronize_session=False))
-    db.session.execute(
-        update(Batch).where(Batch.id == batch_id)
-        .values({Batch.pending: Batch.pending - 1, Batch.running: Batch.running + 1})
-        .execution_options(synchronize_session=False))
+    expires = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
+    conn.execute(item_sql.CLAIM_ITEM,
+                 {"item_id": item_id, "token": token, "now": now, "expires": expires})
+    conn.execute(item_sql.COUNT_CLAIM, {"batch_id": batch_id})
     return Claim(item_id, token)
 
 
@@ -190,14 +161,9 @@ def finish_item(claim, *, claim_next_item=True, decision=None):
     """Run one claimed item in one transaction; returns the next claim or None."""
     started = time.monotonic()
     try:
-        item = db.session.execute(
-            db.select(BatchItem.id, BatchItem.batch_id, BatchItem.task_id, BatchItem.post_data,
-                      BatchItem.started_at, User.disabled.label("creator_disabled"))
-            .join(Batch, Batch.id == BatchItem.batch_id)
-            .join(User, User.id == Batch.created_by_id)
-            .where(BatchItem.id == claim.item_id, BatchItem.status == "running",
-                   BatchItem.lease_token == claim.token)
-            .with_for_update(of=BatchItem, key_share=True)).one_or_none()
+        conn = db.session.connection()
+        item = conn.execute(item_sql.LOAD_CLAIMED,
+                            {"item_id": claim.item_id, "token": claim.token}).one_or_none()
         if item is None:
             db.session.rollback()   # someone else holds or ended it: nothing to do
             return None
@@ -205,18 +171,18 @@ def finish_item(claim, *, claim_next_item=True, decision=None):
         status, kind, message, field_errors = _apply(item, decision)
         now = utcnow()
         if status != "success":
-            _unlock_task(item.task_id, item.batch_id)
-        db.session.execute(
-            update(BatchItem).where(BatchItem.id == item.id)
-            .values(status=status, error_kind=kind, error=message, field_errors=field_errors,
-                    finished_at=now, lease_token=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False))
-        db.session.execute(insert(BatchItemAttempt).values(
-            item_id=item.id, batch_id=item.batch_id, worker=worker_name(),
-            started_at=item.started_at, finished_at=now,
-            duration_ms=int((time.monotonic() - started) * 1000), outcome=status, error=message))
-        counters = _count_outcome(item.batch_id, status, now)
-        next_claim = _claim_after(item.batch_id, counters, now) if claim_next_item else None
+            conn.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": item.batch_id})
+        conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, "kind": kind,
+                                               "message": message, "errors": field_errors,
+                                               "now": now})
+        conn.execute(item_sql.INSERT_ATTEMPT, {
+            "item_id": item.id, "batch_id": item.batch_id, "worker": worker_name(),
+            "started_at": item.started_at, "finished_at": now,
+            "duration_ms": int((time.monotonic() - started) * 1000), "outcome": status,
+            "error": message, "retried_by_id": None})
+        counters = conn.execute(item_sql.count_outcome(status),
+                                {"batch_id": item.batch_id, "now": now}).one()
+        next_claim = _claim_after(conn, item.batch_id, counters, now) if claim_next_item else None
         if next_claim is None and counters.pending == 0 and counters.running == 0:
             finish_if_done(lock_batch(item.batch_id), now)
         db.session.commit()
@@ -268,29 +234,24 @@ def release_lease(item, message, now):
         move(batch, "running", "pending")
     else:
         item.status, item.finished_at = "failed", now
-        _unlock_task(item.task_id, batch.id)
+        db.session.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": batch.id})
         move(batch, "running", "failed")
         finish_if_done(batch, now)
     batch.progress_at = now
 
 
-def _writer_gap():
-    """Seconds a lane leaves the database free between two items.
+def run_lane(batch_id, slice_seconds=None, others_waiting=None):
+    """Work through a batch slice by slice; say whether to requeue.
 
-    SQLite has one write lock, taken by every transaction here. Workers
-    handing it to each other leave no gap a page request or a new batch
-    could use: SQLite's busy handler retries only every few milliseconds and
-    would starve. PostgreSQL locks rows, so it needs no gap.
+    After each slice the lane goes on only while nothing else waits for a
+    worker (``others_waiting()``, e.g. jobs in the queue) or for SQLite's lane
+    turn, and for BATCH_LANE_MAX_SECONDS at most; then it ends, and its job
+    requeues it at the back of the queue. Without ``others_waiting`` to ask,
+    a lane works one slice.
     """
-    if db.engine.dialect.name != "sqlite":
-        return 0
-    return current_app.config["BATCH_SQLITE_WRITER_GAP_SECONDS"]
-
-
-def run_lane(batch_id, slice_seconds=None):
-    """Work through a batch for one slice; say whether to requeue."""
-    slice_seconds = current_app.config["BATCH_SLICE_SECONDS"] if slice_seconds is None else slice_seconds
-    deadline = time.monotonic() + slice_seconds
+    config = current_app.config
+    slice_seconds = config["BATCH_SLICE_SECONDS"] if slice_seconds is None else slice_seconds
+    lane_deadline = time.monotonic() + config["BATCH_LANE_MAX_SECONDS"]
     processed = 0
     session = db.session()
     # Definitions, nodes and the creator do not change while a lane runs; keeping
@@ -298,18 +259,29 @@ def run_lane(batch_id, slice_seconds=None):
     # that do change (items, tasks, the batch) are read with locks each time.
     expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
     try:
-        claim = claim_next(batch_id)
-        decision = BatchDecision.load(batch_id) if claim is not None else None
-        pause = _writer_gap()
-        while claim is not None:
-            claim = finish_item(claim, claim_next_item=time.monotonic() < deadline,
-                                decision=decision)
-            processed += 1
-            if pause:
-                time.sleep(pause)
+        with lane_turn() as turn:
+            while True:
+                done, out_of_time = _run_slice(batch_id, slice_seconds)
+                processed += done
+                if (not out_of_time or others_waiting is None or others_waiting()
+                        or turn.others_waiting() or time.monotonic() + slice_seconds > lane_deadline):
+                    break
     finally:
         session.expire_on_commit = expire_on_commit
     return LaneResult(processed, *_remaining(batch_id))
+
+
+def _run_slice(batch_id, slice_seconds):
+    """Items until the slice is over or none is claimable: (items, slice over)."""
+    deadline = time.monotonic() + slice_seconds
+    claim = claim_next(batch_id)
+    decision = BatchDecision.load(batch_id) if claim is not None else None
+    processed, in_time = 0, True
+    while claim is not None:
+        in_time = time.monotonic() < deadline
+        claim = finish_item(claim, claim_next_item=in_time, decision=decision)
+        processed += 1
+    return processed, not in_time
 
 
 def _remaining(batch_id):

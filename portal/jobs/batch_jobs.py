@@ -7,8 +7,9 @@ ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
 
 
 def run_batch_lane(batch_id):
-    """Work on one batch for a slice, then requeue at the back of the queue."""
-    result = runner.run_lane(batch_id)
+    """Work on one batch slice by slice while no other job waits, then requeue
+    at the back of the queue."""
+    result = runner.run_lane(batch_id, others_waiting=dispatch.queue_has_work)
     if result.more:
         dispatch.enqueue_lanes(batch_id, 1)
     elif result.retry_at is not None:

@@ -22,8 +22,9 @@ def recover_batches():
     result = recovery.recover()
     for batch_id in result["restart"]:
         batch = db.session.get(Batch, batch_id)
-        if batch is not None and batch.pending > 0:
-            dispatch.enqueue_lanes(batch_id, min(batch.concurrency, batch.pending))
+        lanes = dispatch.lanes_for(batch) if batch is not None else 0
+        if lanes:
+            dispatch.enqueue_lanes(batch_id, lanes)
     db.session.rollback()
     log.info("recovery: %s", result)
     return result
