@@ -9,7 +9,7 @@ them as a dict.
 """
 from functools import cache
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 
 from portal.batches.counters import COUNTER_OF
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
@@ -59,7 +59,17 @@ CLAIM_ITEM = (
 
 COUNT_CLAIM = (
     update(_batch).where(_batch.c.id == bindparam("batch_id"))
-    .values(pending=_batch.c.pending - 1, running=_batch.c.running + 1))
+    .values(pending=_batch.c.pending - 1, running=_batch.c.running + 1,
+            progress_at=bindparam("now"), updated_at=bindparam("now")))
+
+# The batch row, locked by this UPDATE and started if it was pending (every SET
+# expression sees the row as it was); returns what a claim needs to know.
+_was_pending = _batch.c.status == "pending"
+OPEN_BATCH = (
+    update(_batch).where(_batch.c.id == bindparam("batch_id"))
+    .values(status=case((_was_pending, "running"), else_=_batch.c.status),
+            started_at=case((_was_pending, bindparam("now")), else_=_batch.c.started_at))
+    .returning(_batch.c.status, _batch.c.pending, _batch.c.running, _batch.c.concurrency))
 
 
 @cache

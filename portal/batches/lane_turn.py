@@ -5,10 +5,10 @@ lanes can never run items side by side; what they can do is take turns item
 by item. Each turn costs the next process its page cache (SQLite drops it
 when another connection has written): two lanes alternating item by item ran
 at 0.64-0.70 of a one-process loop, against about 0.8 taking turns per slice.
-So lanes take turns per slice: a lane holds an advisory file lock next to the database
-while it works, and a lane of another worker waits for it, saying so with a
-shared lock on a second file so that the holder ends its work at the end of
-its current slice.
+So lanes take turns per slice: a lane holds an advisory file lock next to
+the database while it works, and a lane of another worker waits for it,
+saying so with a shared lock on a second file, so that the holder ends its
+work at the end of its current slice.
 
 The lock is a hint, never a guarantee the engine relies on: claims, leases
 and the batch row lock keep items exactly once without it. So a lane that

@@ -57,34 +57,14 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _claim_locked(batch, now):
-    """Claim the next due pending item of a locked batch row, or None."""
-    if batch.status == "pending":
-        batch.status, batch.started_at = "running", now
-    if batch.status != "running" or batch.running >= batch.concurrency:
-        return None
-    item = db.session.execute(
-        db.select(BatchItem).where(
-            BatchItem.batch_id == batch.id, BatchItem.status == "pending",
-            (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now))
-        .order_by(BatchItem.id).limit(1).with_for_update(skip_locked=True, key_share=True)
-        .execution_options(populate_existing=True)).scalar_one_or_none()
-    if item is None:
-        return None
-    token = uuid.uuid4().hex
-    item.status, item.lease_token = "running", token
-    item.lease_expires_at = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
-    item.started_at, item.attempts = now, item.attempts + 1
-    move(batch, "pending", "running")
-    batch.progress_at = now
-    return Claim(item.id, token)
-
-
 def claim_next(batch_id):
-    """Claim one item in its own transaction (the first of a lane)."""
+    """Claim one item in its own transaction (the first of a lane's slice),
+    starting the batch if it was pending."""
     try:
-        batch = lock_batch(batch_id)
-        claim = _claim_locked(batch, utcnow()) if batch is not None else None
+        now = utcnow()
+        conn = db.session.connection()
+        counters = conn.execute(item_sql.OPEN_BATCH, {"batch_id": batch_id, "now": now}).one_or_none()
+        claim = _claim_after(conn, batch_id, counters, now) if counters is not None else None
         db.session.commit()
         return claim
     except Exception:
@@ -143,7 +123,8 @@ def _field_message(errors):
 
 
 def _claim_after(conn, batch_id, counters, now):
-    """Claim the next item while this transaction holds the batch row."""
+    """Claim the next due pending item while this transaction holds the batch
+    row, if the batch runs and the cap leaves a slot; the Claim or None."""
     if counters.status != "running" or counters.running >= counters.concurrency:
         return None
     item_id = conn.execute(item_sql.NEXT_PENDING, {"batch_id": batch_id, "now": now}).scalar()
@@ -153,7 +134,7 @@ def _claim_after(conn, batch_id, counters, now):
     expires = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
     conn.execute(item_sql.CLAIM_ITEM,
                  {"item_id": item_id, "token": token, "now": now, "expires": expires})
-    conn.execute(item_sql.COUNT_CLAIM, {"batch_id": batch_id})
+    conn.execute(item_sql.COUNT_CLAIM, {"batch_id": batch_id, "now": now})
     return Claim(item_id, token)
 
 
