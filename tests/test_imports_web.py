@@ -12,18 +12,7 @@ from portal.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, Task
 from portal.models.uploads import PendingUpload
-from excel_support import node_by_key as _node, save
-
-
-def filled(template, rows):
-    book = openpyxl.load_workbook(io.BytesIO(template))
-    ws = book.worksheets[0]
-    ws.delete_rows(2, ws.max_row)
-    for number, (task_id, values) in enumerate(rows, start=2):
-        ws.cell(row=number, column=1, value=task_id)
-        for letter, value in values.items():
-            ws[f"{letter}{number}"] = value
-    return save(book)
+from excel_support import node_by_key as _node, save, single_file
 
 
 def count(model):
@@ -36,7 +25,7 @@ def env(factory, client):
     tasks = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
     node = _node()
     template = build_template(users["alice"], node, "single", "en")
-    data = filled(template, [(tasks[0].id, {"C": "approve", "E": 3, "F": "Travel"}),
+    data = single_file(template, [(tasks[0].id, {"C": "approve", "E": 3, "F": "Travel"}),
                              (tasks[1].id, {"C": "approve", "E": "three", "F": "Travel"})])
     login(client, "alice")
     return users, tasks, node, data
@@ -63,7 +52,9 @@ def test_node_page_offers_both_templates(client, env):
     index = client.get("/imports").get_data(as_text=True)
     assert f"/nodes/{node.id}/import" in index
     assert client.get("/nodes/9999/import").status_code == 404
-    assert client.get(f"/nodes/{node.id}/template?mode=pdf").status_code == 400
+    bad_mode = client.get(f"/nodes/{node.id}/template?mode=pdf")
+    assert bad_mode.status_code == 400
+    assert "mode must be single or per_instance." in bad_mode.get_data(as_text=True)
 
 
 def test_template_follows_the_page_language(client, env):

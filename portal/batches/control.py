@@ -59,6 +59,20 @@ def cancel(batch, user):
     return batch
 
 
+FAILED_STATUSES = ("failed", "import_failed")
+
+
+def at_retry_limit(item):
+    """A failed item that used up its retries: its task is back with people."""
+    return (item.status in FAILED_STATUSES
+            and item.retry_count >= current_app.config["BATCH_RETRY_LIMIT"])
+
+
+def retryable(item, batch):
+    """Whether a person may retry this item now."""
+    return item.status in FAILED_STATUSES and not at_retry_limit(item) and batch.status != "cancelled"
+
+
 def retry(batch, user, item_ids=None):
     """Retry the given failed items (or all failed ones) that are under the limit.
 
@@ -68,15 +82,14 @@ def retry(batch, user, item_ids=None):
     batch = _locked(batch)
     if batch.status == "cancelled":
         raise Conflict(_("A cancelled batch cannot be retried."))
-    limit = current_app.config["BATCH_RETRY_LIMIT"]
     query = db.select(BatchItem).where(BatchItem.batch_id == batch.id,
-                                       BatchItem.status.in_(("failed", "import_failed")))
+                                       BatchItem.status.in_(FAILED_STATUSES))
     if item_ids is not None:
         query = query.where(BatchItem.id.in_(item_ids))
     items = db.session.execute(query.with_for_update()).scalars().all()
     now, retried, at_limit = utcnow(), [], 0
     for item in items:
-        if item.retry_count >= limit:
+        if at_retry_limit(item):
             at_limit += 1
             continue
         move(batch, item.status, "pending")

@@ -370,7 +370,8 @@ def _page_context(batch):
     """What the batch and item pages share: labels, permissions and limits."""
     return {"batch": batch, "status_labels": BATCH_STATUS_LABELS,
             "item_labels": ITEM_STATUS_LABELS, "status_key": batch_status_key(batch),
-            "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"]}
+            "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
+            "retryable": control.retryable, "at_retry_limit": control.at_retry_limit}
 
 
 @bp.route("/batches/<int:batch_id>")
@@ -429,6 +430,13 @@ CONTROL_ACTIONS = {
 }
 
 
+def _refused(batch_id, exc):
+    """Back to the batch page, nothing changed, saying why."""
+    db.session.rollback()
+    flash(exc.message, "warning")
+    return redirect(url_for("batches.show", batch_id=batch_id))
+
+
 @bp.route("/batches/<int:batch_id>/<any(pause, resume, cancel):action>", methods=["POST"])
 @login_required
 def steer(batch_id, action):
@@ -438,9 +446,7 @@ def steer(batch_id, action):
     try:
         batch = service(batch, current_user)
     except Conflict as exc:
-        db.session.rollback()
-        flash(exc.message, "warning")
-        return redirect(url_for("batches.show", batch_id=batch_id))
+        return _refused(batch_id, exc)
     db.session.commit()
     dispatch.start(batch)
     flash(str(done_message), "success")
@@ -459,9 +465,7 @@ def retry(batch_id):
     try:
         batch, retried, at_limit = control.retry(batch, current_user, item_ids)
     except Conflict as exc:
-        db.session.rollback()
-        flash(exc.message, "warning")
-        return redirect(url_for("batches.show", batch_id=batch_id))
+        return _refused(batch_id, exc)
     db.session.commit()
     dispatch.start(batch)
     flash(ngettext("%(num)s item retried.", "%(num)s items retried.", retried),

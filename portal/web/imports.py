@@ -61,12 +61,16 @@ def node_page(node_id):
 @login_required
 def template(node_id):
     node = _node_or_404(node_id)
-    mode = request.args.get("mode", "single")
-    if mode not in layout.MODES:
-        abort(400)
+    mode = _mode_or_400(request.args.get("mode", "single"))
     content = build_template(current_user, node, mode, str(get_locale() or "en"))
     db.session.rollback()
     return xlsx_response(content, template_filename(node, mode))
+
+
+def _mode_or_400(mode):
+    if mode not in layout.MODES:
+        abort(400, description=_("mode must be single or per_instance."))
+    return mode
 
 
 def _keep(node, mode, *, batch=None):
@@ -85,9 +89,7 @@ def _keep(node, mode, *, batch=None):
 @login_required
 def upload(node_id):
     node = _node_or_404(node_id)
-    mode = request.form.get("mode", "single")
-    if mode not in layout.MODES:
-        abort(400)
+    mode = _mode_or_400(request.form.get("mode", "single"))
     try:
         return _keep(node, mode)
     except WorkflowError as exc:
