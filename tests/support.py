@@ -54,6 +54,18 @@ class Factory:
         db.session.commit()
         return tasks
 
+    def batch(self, creator, tasks, **options):
+        """A committed batch of ``tasks`` made through the service, approving with
+        GOOD_FORM unless ``options`` say otherwise."""
+        from portal.batches import creation
+        from portal.extensions import db
+        options.setdefault("action", "approve")
+        options.setdefault("form", GOOD_FORM)
+        batch = creation.create_batch(creator, tasks[0].node, task_ids=[t.id for t in tasks],
+                                      **options)
+        db.session.commit()
+        return batch
+
     def token(self, user):
         from portal.accounts import issue_token
         from portal.extensions import db

@@ -64,10 +64,7 @@ def test_ineligible_tasks_become_ignored_items_with_reasons(factory):
 def test_run_inline_approves_each_task_once_and_finishes(factory):
     users = factory.standard()
     tasks = factory.tasks(12, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", comment="batch ok", form=GOOD_FORM,
-                                  concurrency=3)
-    db.session.commit()
+    batch = factory.batch(users["alice"], tasks, comment="batch ok", concurrency=3)
     assert runner.run_inline(batch.id) == 12
     db.session.refresh(batch)
     assert (batch.status, batch.success, batch.pending, batch.running) == ("finished", 12, 0, 0)
@@ -84,9 +81,7 @@ def test_run_inline_approves_each_task_once_and_finishes(factory):
 def test_item_run_twice_takes_effect_once(factory):
     users = factory.standard()
     tasks = factory.tasks(1, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[tasks[0].id],
-                                  action="approve", form=GOOD_FORM)
-    db.session.commit()
+    batch = factory.batch(users["alice"], tasks)
     claim = runner.claim_next(batch.id)
     assert runner.finish_item(claim) is None
     assert runner.finish_item(claim) is None  # a duplicate delivery of the same claim
@@ -99,9 +94,7 @@ def test_item_run_twice_takes_effect_once(factory):
 def test_cap_holds_in_the_database(factory):
     users = factory.standard()
     tasks = factory.tasks(10, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", form=GOOD_FORM, concurrency=2)
-    db.session.commit()
+    batch = factory.batch(users["alice"], tasks, concurrency=2)
     claims = [runner.claim_next(batch.id) for _ in range(5)]
     assert [c is not None for c in claims] == [True, True, False, False, False]
     db.session.refresh(batch)
@@ -149,9 +142,7 @@ def test_disabled_creator_fails_items_with_user_error(factory):
 def test_pause_resume_cancel(factory):
     users = factory.standard()
     tasks = factory.tasks(6, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", form=GOOD_FORM)
-    db.session.commit()
+    batch = factory.batch(users["alice"], tasks)
     control.pause(batch, users["alice"])
     db.session.commit()
     assert runner.run_inline(batch.id) == 0
@@ -190,17 +181,10 @@ def test_retry_failed_items_up_to_limit(factory, app):
     _assert_counters(batch)
 
 
-def _batch_of(users, tasks, concurrency):
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", form=GOOD_FORM, concurrency=concurrency)
-    db.session.commit()
-    return batch
-
-
 def test_lanes_for_a_batch_follow_its_concurrency_and_runnable_work(factory):
     users = factory.standard()
-    batch = _batch_of(users, factory.tasks(6, starter=users["admin"]), concurrency=4)
-    small = _batch_of(users, factory.tasks(2, starter=users["admin"]), concurrency=4)
+    batch = factory.batch(users["alice"], factory.tasks(6, starter=users["admin"]), concurrency=4)
+    small = factory.batch(users["alice"], factory.tasks(2, starter=users["admin"]), concurrency=4)
     if db.engine.dialect.name == "sqlite":
         # lanes take turns per database there: one per batch does all it can get
         assert (dispatch.lanes_for(batch), dispatch.lanes_for(small)) == (1, 1)
@@ -214,7 +198,7 @@ def test_lanes_for_a_batch_follow_its_concurrency_and_runnable_work(factory):
 
 def test_a_lane_goes_on_while_nothing_waits_and_ends_when_something_does(factory, app):
     users = factory.standard()
-    batch = _batch_of(users, factory.tasks(6, starter=users["admin"]), concurrency=2)
+    batch = factory.batch(users["alice"], factory.tasks(6, starter=users["admin"]), concurrency=2)
     asked = []
 
     def others_waiting():
@@ -230,7 +214,7 @@ def test_a_lane_goes_on_while_nothing_waits_and_ends_when_something_does(factory
     assert (result.processed, result.more) == (2, False)  # to the end: nothing waited
     app.config["BATCH_LANE_MAX_SECONDS"], limit = 0, app.config["BATCH_LANE_MAX_SECONDS"]
     try:
-        other = _batch_of(users, factory.tasks(3, starter=users["admin"]), concurrency=2)
+        other = factory.batch(users["alice"], factory.tasks(3, starter=users["admin"]), concurrency=2)
         result = runner.run_lane(other.id, slice_seconds=0, others_waiting=lambda: False)
         assert (result.processed, result.more) == (1, True)  # its time is up after a slice
     finally:

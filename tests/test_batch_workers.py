@@ -6,7 +6,7 @@ import time
 from sqlalchemy import func
 
 from support import GOOD_FORM, snapshot, wait_for
-from portal.batches import creation, dispatch, recovery
+from portal.batches import dispatch, recovery
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItemAttempt, History, User
@@ -16,11 +16,7 @@ from portal.workflow import engine
 
 def _make_batch(factory, users, count, concurrency=5, title="Claim"):
     tasks = factory.tasks(count, starter=users["admin"], title=title)
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", comment="ok", form=GOOD_FORM,
-                                  concurrency=concurrency)
-    db.session.commit()
-    return batch
+    return factory.batch(users["alice"], tasks, comment="ok", concurrency=concurrency)
 
 
 def _fresh(batch_id):

@@ -23,8 +23,8 @@ from faults_support import (DatabaseHold, RedisServer, Schedulers, Supervisor,
                             backends_waiting_on_a_lock, expire_leases, finished, fresh_batch,
                             is_postgres, items, kill_group, running_item_ids, set_next_attempt,
                             terminate_backends, tree_pids, wait_until_quiet)
-from support import GOOD_FORM, wait_for
-from portal.batches import creation, dispatch
+from support import wait_for
+from portal.batches import dispatch
 from portal.extensions import db
 from portal.jobs.periodic import RECOVER_JOB_ID
 from portal.models import BatchItemAttempt
@@ -56,11 +56,7 @@ def private_redis(app, monkeypatch):
 def _make_batch(factory, count, concurrency):
     users = factory.standard()
     tasks = factory.tasks(count, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", comment="fault test", form=GOOD_FORM,
-                                  concurrency=concurrency)
-    db.session.commit()
-    return batch
+    return factory.batch(users["alice"], tasks, comment="fault test", concurrency=concurrency)
 
 
 def _start(batch):

@@ -51,11 +51,7 @@ def clock(monkeypatch):
 def _batch(factory, count=3, users=None, **options):
     users = users or factory.standard()
     tasks = factory.tasks(count, starter=users["admin"])
-    options.setdefault("form", GOOD_FORM)
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", **options)
-    db.session.commit()
-    return batch, tasks, users
+    return factory.batch(users["alice"], tasks, **options), tasks, users
 
 
 def _item(batch_id, task_id):

@@ -31,15 +31,6 @@ def _post_new(client, node_id, task_ids=(), form=None, action="approve", **extra
     return client.post("/batches/new", data=data)
 
 
-def _batch(user, tasks, **kwargs):
-    """A batch made through the service, as My tasks + confirm would."""
-    kwargs.setdefault("form", GOOD_FORM)
-    batch = creation.create_batch(user, tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", **kwargs)
-    db.session.commit()
-    return batch
-
-
 def _count(model):
     return db.session.execute(db.select(db.func.count()).select_from(model)).scalar()
 
@@ -60,9 +51,9 @@ def _batch_ids(html):
     return [int(i) for i in re.findall(r'data-batch-id="(\d+)"', html)]
 
 
-def _failed_batch(users, tasks):
+def _failed_batch(factory, users, tasks):
     """A finished batch whose items all failed: its creator was disabled while it ran."""
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     users["alice"].disabled = True
     db.session.commit()
     runner.run_inline(batch.id)
@@ -232,8 +223,8 @@ def test_confirming_needs_the_csrf_token(client, factory):
 def test_list_shows_own_batches_and_supervisors_see_all(client, factory):
     users = factory.standard()
     tasks = factory.tasks(2, starter=users["admin"])
-    mine = _batch(users["alice"], tasks[:1])
-    theirs = _batch(users["carol"], tasks[1:])      # carol's ids are not hers: all ignored
+    mine = factory.batch(users["alice"], tasks[:1])
+    theirs = factory.batch(users["carol"], tasks[1:])      # carol's ids are not hers: all ignored
     login(client, "alice")
     assert _batch_ids(_html(client.get("/batches"))) == [mine.id]
     client.post("/logout", data={"csrf_token": csrf_token(client, "/batches")})
@@ -247,10 +238,10 @@ def test_list_shows_own_batches_and_supervisors_see_all(client, factory):
 def test_list_filters_by_status_and_node(client, factory):
     users = factory.standard()
     tasks = factory.tasks(3, starter=users["admin"])
-    running = _batch(users["alice"], tasks[:1])
-    done = _batch(users["alice"], tasks[1:2])
+    running = factory.batch(users["alice"], tasks[:1])
+    done = factory.batch(users["alice"], tasks[1:2])
     runner.run_inline(done.id)
-    failed = _batch(users["alice"], tasks[2:])
+    failed = factory.batch(users["alice"], tasks[2:])
     users["alice"].disabled = True
     db.session.commit()
     runner.run_inline(failed.id)
@@ -265,14 +256,14 @@ def test_list_filters_by_status_and_node(client, factory):
         failed.id, done.id, running.id]
     assert _batch_ids(_html(client.get("/batches?node_id=424242"))) == []
     # a plain user cannot widen the list with the creator filter
-    other = _batch(users["carol"], tasks[:1])
+    other = factory.batch(users["carol"], tasks[:1])
     assert other.id not in _batch_ids(_html(client.get(f"/batches?creator_id={users['carol'].id}")))
 
 
 def test_list_pages_by_fifty(client, factory):
     users = factory.standard()
     tasks = factory.tasks(53, starter=users["admin"])
-    ids = [_batch(users["alice"], [task]).id for task in tasks]
+    ids = [factory.batch(users["alice"], [task]).id for task in tasks]
     login(client, "alice")
     first = _html(client.get("/batches"))
     assert _batch_ids(first) == ids[::-1][:50]
@@ -288,7 +279,7 @@ def test_list_pages_by_fifty(client, factory):
 def test_batch_page_is_hidden_from_others(client, factory):
     users = factory.standard()
     tasks = factory.tasks(1, starter=users["admin"])
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     item_id = db.session.execute(db.select(BatchItem.id)).scalar()
     login(client, "carol")
     for url in (f"/batches/{batch.id}", f"/batches/{batch.id}/progress",
@@ -303,7 +294,7 @@ def test_batch_page_is_hidden_from_others(client, factory):
 def test_batch_page_shows_counters_progress_and_audit_log(client, factory):
     users = factory.standard()
     tasks = factory.tasks(3, starter=users["admin"])
-    batch = _batch(users["alice"], tasks + [tasks[0]])     # one duplicate: ignored
+    batch = factory.batch(users["alice"], tasks + [tasks[0]])     # one duplicate: ignored
     runner.run_inline(batch.id)
     login(client, "alice")
     html = _html(client.get(f"/batches/{batch.id}"))
@@ -319,7 +310,7 @@ def test_batch_page_shows_counters_progress_and_audit_log(client, factory):
 def test_progress_json_reports_counters_and_eta(client, factory):
     users = factory.standard()
     tasks = factory.tasks(4, starter=users["admin"])
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     login(client, "alice")
     data = client.get(f"/batches/{batch.id}/progress").get_json()
     assert (data["id"], data["status"], data["total"], data["pending"]) == (
@@ -373,7 +364,7 @@ def test_items_page_through_keyset_pages_and_filter_without_counting(client, fac
 def test_pause_resume_and_cancel_by_post(client, factory):
     users = factory.standard()
     tasks = factory.tasks(3, starter=users["admin"])
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     get_queue().empty()
     login(client, "alice")
     url = f"/batches/{batch.id}"
@@ -408,7 +399,7 @@ def test_pause_resume_and_cancel_by_post(client, factory):
 def test_a_supervisor_may_pause_someone_elses_batch(client, factory):
     users = factory.standard()
     tasks = factory.tasks(1, starter=users["admin"])
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     login(client, "sam")
     client.post(f"/batches/{batch.id}/pause",
                 data={"csrf_token": csrf_token(client, f"/batches/{batch.id}")})
@@ -422,7 +413,7 @@ def test_a_supervisor_may_pause_someone_elses_batch(client, factory):
 def test_retry_is_for_supervisors_and_reports_items_at_the_limit(client, factory, app):
     users = factory.standard()
     tasks = factory.tasks(3, starter=users["admin"])
-    batch = _failed_batch(users, tasks)
+    batch = _failed_batch(factory, users, tasks)
     items = db.session.execute(db.select(BatchItem).order_by(BatchItem.id)).scalars().all()
     url = f"/batches/{batch.id}"
     login(client, "alice")
@@ -458,7 +449,7 @@ def test_retry_is_for_supervisors_and_reports_items_at_the_limit(client, factory
 def test_per_item_retry_from_the_item_page(client, factory):
     users = factory.standard()
     tasks = factory.tasks(2, starter=users["admin"])
-    batch = _failed_batch(users, tasks)
+    batch = _failed_batch(factory, users, tasks)
     first, second = db.session.execute(db.select(BatchItem).order_by(BatchItem.id)).scalars().all()
     item_url = f"/batches/{batch.id}/items/{first.id}"
     login(client, "sam")
@@ -479,8 +470,8 @@ def test_per_item_retry_from_the_item_page(client, factory):
 def test_item_page_of_another_batch_is_not_found(client, factory):
     users = factory.standard()
     tasks = factory.tasks(2, starter=users["admin"])
-    first = _batch(users["alice"], tasks[:1])
-    second = _batch(users["alice"], tasks[1:])
+    first = factory.batch(users["alice"], tasks[:1])
+    second = factory.batch(users["alice"], tasks[1:])
     other_item = db.session.execute(db.select(BatchItem.id).where(
         BatchItem.batch_id == second.id)).scalar()
     login(client, "alice")
@@ -491,8 +482,8 @@ def test_item_page_of_another_batch_is_not_found(client, factory):
 def test_batch_page_links_error_workbook_and_source_batch(client, factory):
     users = factory.standard()
     tasks = factory.tasks(2, starter=users["admin"])
-    source = _batch(users["alice"], tasks[:1])
-    correction = _batch(users["alice"], tasks[1:], source_batch_id=source.id)
+    source = factory.batch(users["alice"], tasks[:1])
+    correction = factory.batch(users["alice"], tasks[1:], source_batch_id=source.id)
     login(client, "alice")
     html = _html(client.get(f"/batches/{correction.id}"))
     assert f'href="/batches/{source.id}" data-source-batch>{source.number}<' in html
@@ -508,7 +499,7 @@ def test_batch_page_links_error_workbook_and_source_batch(client, factory):
 def test_pages_render_in_chinese(client, factory):
     users = factory.standard()
     tasks = factory.tasks(1, starter=users["admin"])
-    batch = _batch(users["alice"], tasks)
+    batch = factory.batch(users["alice"], tasks)
     login(client, "alice")
     client.get("/lang/zh_CN")
     for url in ("/batches", f"/batches/{batch.id}", _new_url(tasks[0].node_id, [tasks[0].id])):
