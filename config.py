@@ -1,4 +1,4 @@
-"""Configuration read from environment variables (see CONTRACT section 2).
+"""Configuration read from environment variables (see contract (docs/contract.md) section 2).
 
 Nothing happens at import time: ``Config.from_env`` is called by ``create_app``
 with the instance folder, which is where defaults that need a path live.

@@ -1,4 +1,4 @@
-"""Flask CLI commands (CONTRACT section 3): demo, process, user, worker, scheduler,
+"""Flask CLI commands (contract (docs/contract.md) section 3): demo, process, user, worker, scheduler,
 plus ``run-all``, the foreground launcher behind ``make run``."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""The JSON API, /api/v1 (CONTRACT section 4).
+"""The JSON API, /api/v1 (contract (docs/contract.md) section 4).
 
 Every request carries ``Authorization: Bearer <token>``; errors are
 ``{"error": "..."}`` plus ``"errors": {field: message}`` for validation.

@@ -111,7 +111,7 @@ def check(user, node, upload, source=None, *, with_reasons=True):
 
 
 def preview(checked, skipped):
-    """The dry run's answer (CONTRACT section 4)."""
+    """The dry run's answer (contract (docs/contract.md) section 4)."""
     invalid = []
     for item in checked:
         if item.valid:

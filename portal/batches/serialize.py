@@ -1,4 +1,4 @@
-"""JSON shapes of batches and items (CONTRACT section 4)."""
+"""JSON shapes of batches and items (contract (docs/contract.md) section 4)."""
 
 
 def _iso(value):

@@ -1,4 +1,4 @@
-"""Where each value of a task lives in a workbook (CONTRACT section 6), and the
+"""Where each value of a task lives in a workbook (contract (docs/contract.md) section 6), and the
 words the portal writes into dropdowns.
 
 Single mode: one column per *slot*, in order task id, title, action, comment,

@@ -5,7 +5,7 @@ found while reading. Nothing here validates a form or looks at tasks: that is
 
 The file is checked by ``safety`` first, then read with python-calamine, which
 reads shared and inline strings alike and gives formula cells their cached
-value. Positions follow CONTRACT section 6; headers are only compared to catch
+value. Positions follow contract (docs/contract.md) section 6; headers are only compared to catch
 moved or deleted columns.
 """
 import io

@@ -89,7 +89,7 @@ BOOLEAN_CHOICES = [("", "—"), ("true", _l("Yes")), ("false", _l("No"))]
 
 
 def _unbound_field(definition, in_table=False):
-    """The WTForms field for one field definition (CONTRACT section 5)."""
+    """The WTForms field for one field definition (contract (docs/contract.md) section 5)."""
     kind = definition.get("type", "text")
     label = definition.get("label") or definition["key"]
     # Browsers check required top-level fields; the reject button opts out with

@@ -1,4 +1,4 @@
-"""Process definitions (CONTRACT section 5): checking a JSON definition and
+"""Process definitions (contract (docs/contract.md) section 5): checking a JSON definition and
 loading it as a new version when it changed."""
 import hashlib
 import json
