@@ -23,7 +23,8 @@ def create_app(overrides=None):
     auth_loader.init_app(app)
     security.init_app(app)
 
-    from portal.web import register_blueprints
+    from portal.web import args, register_blueprints
+    args.init_app(app)  # before any route: <int:id> means a row id
     register_blueprints(app)
 
     from portal.api import bp as api_bp

@@ -121,7 +121,7 @@ def test_tasks_that_are_not_the_callers_pending_ones_become_ignored_items(api, u
     items = api("alice").get(f"/batches/{batch['id']}/items").get_json()["items"]
     reasons = {i["task_id"]: (i["status"], i["error_kind"]) for i in items}
     assert reasons == {done.id: ("ignored", "done"), mine.id: ("pending", None),
-                       -3: ("ignored", "gone")}
+                       -3: ("ignored", "unavailable")}
 
 
 def test_all_pending_with_a_title_filter(api, factory, users, tasks):

@@ -44,7 +44,8 @@ def test_ineligible_tasks_become_ignored_items_with_reasons(factory):
     node = tasks[0].node
     assert creation.preview(users["alice"], node, ids) == {
         "total": 8, "eligible": 3,
-        "reasons": {"done": 1, "suspended": 1, "countersigning": 1, "gone": 1, "duplicate": 1}}
+        "reasons": {"done": 1, "suspended": 1, "countersigning": 1, "unavailable": 1,
+                    "duplicate": 1}}
     batch = creation.create_batch(users["alice"], node, task_ids=ids, action="approve",
                                   form=GOOD_FORM)
     db.session.commit()
@@ -55,9 +56,9 @@ def test_ineligible_tasks_become_ignored_items_with_reasons(factory):
     with pytest.raises(Exception):
         engine.decide(tasks[3].id, users["alice"], "approve", "", GOOD_FORM)  # locked by the batch
     db.session.rollback()
-    # someone else's pending tasks are "not_yours"
+    # someone else's pending tasks are "unavailable": the same as missing ones
     other = creation.preview(users["carol"], node, [tasks[4].id])
-    assert other["reasons"] == {"not_yours": 1}
+    assert other["reasons"] == {"unavailable": 1}
     _assert_counters(batch)
 
 

@@ -52,7 +52,7 @@ def test_each_problem_is_reported_with_its_row_and_column(client, env):
     assert set(problems[4]["errors"]) == {"action", "comment"}
     assert problems[5]["reason"] == "duplicate"
     assert "more than once" in problems[5]["errors"]["task_id"]
-    assert problems[6]["reason"] == "gone"
+    assert problems[6]["reason"] == "unavailable"
     assert problems[7]["task_id"] is None and "whole number" in problems[7]["errors"]["task_id"]
     assert problems[8]["reason"] == "done"
     assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 0
@@ -77,7 +77,7 @@ def test_tasks_of_someone_else_are_reported(client, env, factory):
     carol = {"Authorization": f"Bearer {factory.token(users['carol'])}"}
     preview = dry_run(client, carol, node, data)
     assert preview["valid"] == 0
-    assert preview["invalid"][0]["reason"] == "not_yours"
+    assert preview["invalid"][0]["reason"] == "unavailable"
     # a task of another node (bob's finance task) is refused for the manager node
     engine.decide(tasks[0].id, users["alice"], "approve", "", GOOD_FORM)
     db.session.commit()

@@ -103,7 +103,7 @@ def test_new_page_previews_eligibility_and_renders_the_nodes_form(client, factor
     assert response.status_code == 200
     assert 'data-eligible="3"' in html
     for reason, label, count in (("done", "Already handled", 1), ("suspended", "Suspended", 1),
-                                 ("gone", "No longer exists", 1),
+                                 ("unavailable", "Not available to you", 1),
                                  ("duplicate", "Chosen more than once", 1)):
         assert re.search(rf'data-reason="{reason}">{label}: <strong>{count}</strong>', html)
     assert "Manager review" in html
@@ -115,12 +115,13 @@ def test_new_page_previews_eligibility_and_renders_the_nodes_form(client, factor
     assert _count(Batch) == 0                  # a preview creates nothing
 
 
-def test_new_page_for_someone_elses_tasks_counts_them_as_not_yours(client, factory):
+def test_new_page_for_someone_elses_tasks_counts_them_as_unavailable(client, factory):
     users = factory.standard()
     tasks = factory.tasks(2, starter=users["admin"])
     login(client, "carol")
     html = _html(client.get(_new_url(tasks[0].node_id, [t.id for t in tasks])))
-    assert 'data-eligible="0"' in html and 'data-reason="not_yours">Not yours' in html
+    assert 'data-eligible="0"' in html
+    assert 'data-reason="unavailable">Not available to you' in html
 
 
 def test_new_page_without_tasks_or_node(client, factory):
@@ -356,7 +357,7 @@ def test_items_page_through_keyset_pages_and_filter_without_counting(client, fac
     assert 'rel="next" href="#"' in second
     ignored = _html(client.get(f"/batches/{batch.id}?status=ignored"))
     assert _item_ids(ignored) == ignored_ids and "No longer exists" not in ignored
-    assert "The task does not exist." in ignored
+    assert "The task is not available to you." in ignored
     assert _item_ids(_html(client.get(f"/batches/{batch.id}?status=failed"))) == []
     assert "Claim 0" in first                      # the task's title
 

@@ -1,11 +1,16 @@
-"""Who may see and steer a batch."""
+"""Who may see and steer a batch, and what its items may show of their tasks."""
 from flask_babel import gettext as _
 
 from portal.extensions import db
-from portal.models import Batch
+from portal.models import Batch, Instance, Task
+from portal.models.base import chunks
 from portal.workflow.errors import NotFound, UserError
 
 MAX_ID = 2**31 - 1  # id columns are 32-bit integers
+# An item ignored for one of these names a task its batch's creator may not
+# open: it shows no title. (Rows written before "unavailable" existed say
+# "gone" or "not_yours".)
+UNSEEN_REASONS = ("unavailable", "gone", "not_yours")
 
 
 def is_db_id(value):
@@ -31,3 +36,19 @@ def visible_batch(user, batch_id):
 def require_supervisor(user):
     if not user.is_supervisor:
         raise UserError(_("Only supervisors and admins may do this."))
+
+
+def task_titles(task_ids):
+    """{task_id: its instance's title}."""
+    titles = {}
+    for chunk in chunks(list(task_ids)):
+        titles.update(db.session.execute(
+            db.select(Task.id, Instance.title).join(Instance, Task.instance_id == Instance.id)
+            .where(Task.id.in_(chunk))).all())
+    return titles
+
+
+def item_titles(items):
+    """{task_id: title} for the items whose task the batch's creator may open."""
+    return task_titles(item.task_id for item in items
+                       if item.error_kind not in UNSEEN_REASONS and is_db_id(item.task_id))

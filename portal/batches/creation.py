@@ -6,6 +6,8 @@ classified in bulk. Eligible tasks get a pending item and are locked to the
 batch; the others get an ignored item that says why. Items are inserted in
 bulk, so a 20,000-task batch is one request of a few seconds.
 """
+import re
+
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, insert, update
@@ -14,18 +16,10 @@ from portal.batches.access import MAX_ID, is_db_id
 from portal.batches.counters import add_event
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
-from portal.models.base import utcnow
+from portal.models.base import chunks, utcnow
 from portal.workflow.engine import (
-    TaskState, blocking_reason, check_decision, pending_tasks_query, validate_decision)
-from portal.workflow.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed
-
-CHUNK = 900  # stays under SQLite's bound-parameter limit
-
-
-def _chunks(values, size=CHUNK):
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
+    TaskState, blocking_reason, check_decision, may_open, pending_tasks_query, validate_decision)
+from portal.workflow.errors import NotFound, ValidationFailed, reason_message
 
 def get_node(node_id):
     node = db.session.get(Node, node_id) if is_db_id(node_id) else None
@@ -34,17 +28,34 @@ def get_node(node_id):
     return node
 
 
-def parse_task_ids(raw):
-    """Task ids from JSON or a form; ValidationFailed when they are not integers.
+TASK_ID_TEXT = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only; int() takes "²" and "١"
 
-    Any integer that fits the id column is accepted: one that names no task
-    becomes an ignored item ("gone"), as the contract asks.
+
+def max_batch_size():
+    """Most tasks one batch may hold: the same cap for pages, API and imports."""
+    return current_app.config["MAX_IMPORT_ROWS"]
+
+
+def check_batch_size(count):
+    if count > max_batch_size():
+        raise ValidationFailed({"task_ids": _("At most %(n)s tasks per batch.",
+                                              n=max_batch_size())})
+
+
+def parse_task_ids(raw):
+    """Task ids from JSON or a form; ValidationFailed when they are not integers
+    or more than a batch may hold.
+
+    Any integer is accepted as a choice: one that names no task the user may
+    open becomes an ignored item ("unavailable"), as the contract asks. The
+    count is checked before any value is converted.
     """
     if not isinstance(raw, list) or not raw:
         raise ValidationFailed({"task_ids": _("Choose at least one task.")})
+    check_batch_size(len(raw))
     ids = []
     for value in raw:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and TASK_ID_TEXT.fullmatch(value.strip()):
             value = int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_ID:
             raise ValidationFailed({"task_ids": _("Task ids must be whole numbers.")})
@@ -52,33 +63,46 @@ def parse_task_ids(raw):
     return ids
 
 
-def _task_states(task_ids, *, lock):
-    """{task_id: (node_id, TaskState)} for the ids that exist, read in bulk."""
+def _task_states(user, task_ids, *, lock):
+    """{task_id: (node_id, TaskState, user may open it)} for the ids that exist, read in
+    bulk; ids no row can have are not asked for."""
     pending_countersign = exists().where(Countersign.task_id == Task.id,
                                          Countersign.status == "pending")
+    signer = exists().where(Countersign.task_id == Task.id, Countersign.user_id == user.id)
     states = {}
-    for chunk in _chunks(sorted(set(task_ids))):
-        query = (db.select(Task.id, Task.node_id, Task.status, Instance.status, Instance.suspended,
+    for chunk in chunks(sorted({i for i in task_ids if is_db_id(i)})):
+        query = (db.select(Task.id, Task.node_id, Task.completed_by_id, signer,
+                           Task.status, Instance.status, Instance.suspended,
                            Task.assignee_user_id, Task.assignee_role, pending_countersign,
                            Task.lock_holder_id, Task.lock_batch_id, Task.lock_expires_at)
                  .join(Instance, Task.instance_id == Instance.id).where(Task.id.in_(chunk)))
         if lock:  # in id order, so two creations over the same tasks cannot deadlock
             query = query.order_by(Task.id).with_for_update(of=Task)
         for row in db.session.execute(query):
-            states[row[0]] = (row[1], TaskState(*row[2:]))
+            state = TaskState(*row[4:])
+            states[row[0]] = (row[1], state,
+                              may_open(user, state, completed_by_id=row[2], signer=row[3]))
     return states
 
 
 def classify(user, node, task_ids, *, lock=False):
-    """[(task_id, reason or None)] in the given order; duplicates are ignored."""
-    states = _task_states(task_ids, lock=lock)
+    """[(task_id, reason or None)] in the given order; duplicates are ignored.
+
+    A task the user may not open (``engine.can_view_task``) is "unavailable"
+    whatever its state, so that a batch tells nothing about other people's
+    tasks: not whether they exist, whose they are or whether they are done.
+    """
+    states = _task_states(user, task_ids, lock=lock)
     now, seen, result = utcnow(), set(), []
     for task_id in task_ids:
         if task_id in seen:
             result.append((task_id, "duplicate"))
             continue
         seen.add(task_id)
-        node_id, state = states.get(task_id, (None, None))
+        node_id, state, visible = states.get(task_id, (None, None, False))
+        if not visible:
+            result.append((task_id, "unavailable"))
+            continue
         reason = blocking_reason(state, user, now=now)
         if reason is None and node_id != node.id:
             reason = "wrong_node"
@@ -98,12 +122,6 @@ def preview(user, node, task_ids):
     for _task_id, reason in classify(user, node, task_ids):
         counts[reason or "eligible"] = counts.get(reason or "eligible", 0) + 1
     return {"total": len(task_ids), "eligible": counts.pop("eligible", 0), "reasons": counts}
-
-
-def reason_message(reason):
-    if reason == "duplicate":
-        return _("The task appears more than once.")
-    return str(CONFLICT_MESSAGES.get(reason, reason))
 
 
 def _concurrency(value):
@@ -137,6 +155,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
         cleaned_form = None
     if not task_ids:
         raise ValidationFailed({"task_ids": _("Choose at least one task.")})
+    check_batch_size(len(task_ids))
 
     now = utcnow()
     batch = Batch(app_version_id=node.process_id, node_id=node.id, status="pending", mode=mode,
@@ -172,7 +191,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
         items.append(item)
     if items:
         db.session.execute(insert(BatchItem), items)
-    for chunk in _chunks(eligible):
+    for chunk in chunks(eligible):
         db.session.execute(update(Task).where(Task.id.in_(chunk)).values(
             lock_holder_id=user.id, lock_batch_id=batch.id, lock_expires_at=None))
     batch.total = len(items)

@@ -19,14 +19,14 @@ from flask_babel import gettext as _
 
 from portal.batches import dispatch
 from portal.batches.access import visible_batch
-from portal.batches.creation import classify, create_batch, reason_message
+from portal.batches.creation import classify, create_batch
 from portal.excel import UnusableFile, cells, layout, reader, safety
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
-from portal.workflow.errors import NotFound, ValidationFailed
+from portal.workflow.errors import NotFound, ValidationFailed, reason_message
 
 ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
 KEEP_UPLOADS = timedelta(days=1)
@@ -88,25 +88,31 @@ def _validate(node, entry):
     return errors, {"action": entry.action, "comment": entry.comment or None, "form": cleaned}
 
 
-def check(user, node, upload, source=None, *, with_reasons=True):
-    """[Checked] in file order; ``with_reasons`` also classifies the tasks (a
-    preview needs it; create_batch classifies again under lock anyway)."""
+def check(user, node, upload, source=None):
+    """[Checked] in file order.
+
+    Tasks are classified first, so that the values of a row naming a task the
+    user may not open are never parsed nor stored: that row only says
+    "unavailable". ``create_batch`` classifies again under lock anyway.
+    """
     allowed = _failed_task_ids(source) if source is not None else None
-    checked = []
-    for entry in upload.entries:
-        errors, post_data = _validate(node, entry)
-        item = Checked(entry, errors, post_data, importable=entry.task_id is not None)
-        if allowed is not None and item.importable and entry.task_id not in allowed:
+    checked = [Checked(entry, dict(entry.errors), {}, importable=entry.task_id is not None)
+               for entry in upload.entries]
+    for item in checked:
+        if allowed is not None and item.importable and item.entry.task_id not in allowed:
             item.errors["task_id"] = _("This task is not among the failed items of batch "
                                        "%(number)s.", number=source.number)
             item.importable = False
-        checked.append(item)
-    if not with_reasons:
-        return checked
     takeable = [c for c in checked if c.importable]
     for item, (_task_id, reason) in zip(takeable, classify(
             user, node, [c.entry.task_id for c in takeable])):
         item.reason = reason
+    for item in checked:
+        if item.reason == "unavailable":
+            item.errors, item.post_data = {}, None
+            continue
+        errors, item.post_data = _validate(node, item.entry)
+        item.errors = {**errors, **item.errors}
     return checked
 
 
@@ -158,7 +164,7 @@ def batch_rows(node, checked):
 def create_import_batch(user, node, mode, data, *, concurrency=None):
     """Read, check and turn an upload into a batch (the caller commits, then
     calls ``start``)."""
-    _upload, source, checked = inspect(user, node, mode, data, with_reasons=False)
+    _upload, source, checked = inspect(user, node, mode, data)
     task_ids, rows = batch_rows(node, checked)
     if not task_ids:
         raise UnusableFile(_("The file holds no decision to import: fill in at least one row "
@@ -168,11 +174,11 @@ def create_import_batch(user, node, mode, data, *, concurrency=None):
                         source_batch_id=source.id if source is not None else None)
 
 
-def inspect(user, node, mode, data, *, with_reasons=True):
+def inspect(user, node, mode, data):
     """(upload, source batch or None, [Checked]): everything a preview shows."""
     upload = read(data, node, mode)
     source = source_batch(user, node, upload)
-    return upload, source, check(user, node, upload, source, with_reasons=with_reasons)
+    return upload, source, check(user, node, upload, source)
 
 
 def preview_upload(user, node, mode, data):

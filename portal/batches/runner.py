@@ -34,7 +34,7 @@ from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
-from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed
+from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed, reason_message
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _apply(item, decision):
                    batch_id=decision.batch_id, batch_item_id=item.id)
             return "success", None, None, None
         except (NotFound, Conflict) as exc:
-            return "ignored", exc.reason, exc.message, None
+            return "ignored", exc.reason, reason_message(exc.reason, exc.message), None
         except ValidationFailed as exc:
             return "failed", "validation", _field_message(exc.errors), exc.errors
         except UserError as exc:

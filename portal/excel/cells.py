@@ -6,6 +6,7 @@ serial number or text; a number may be stored as text; an empty cell is
 (calamine never evaluates). Validation itself stays in
 ``portal.workflow.forms``; this module only undoes spreadsheet encodings.
 """
+import re
 from datetime import date, datetime, time, timedelta
 
 EXCEL_EPOCH = datetime(1899, 12, 30)
@@ -21,22 +22,30 @@ def plain(value):
     return None if is_blank(value) else value
 
 
+WHOLE_NUMBER_TEXT = re.compile(r"[0-9]{1,18}")   # ASCII digits; int() takes "²" and "١"
+LARGEST_WHOLE = 10**18                            # beyond any id a row can have
+
+
 def whole_number(value):
-    """An int from 12, 12.0 or " 12 ", else None."""
+    """An int from 12, 12.0 or " 12 ", else None (also for numbers beyond 10**18)."""
     if isinstance(value, bool) or is_blank(value):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
+        if not value.is_integer() or abs(value) >= LARGEST_WHOLE:
+            return None
+        value = int(value)
+    if isinstance(value, int):
+        return value if abs(value) < LARGEST_WHOLE else None
     text = str(value).strip()
-    if text.isdigit():
+    if WHOLE_NUMBER_TEXT.fullmatch(text):
         return int(text)
+    if len(text) > 32:
+        return None
     try:
         number = float(text)
     except ValueError:
         return None
-    return int(number) if number.is_integer() else None
+    return whole_number(number) if number == number else None
 
 
 def serial_to_date(serial):

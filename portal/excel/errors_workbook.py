@@ -7,15 +7,15 @@ A batch made from a shared form uses the single-mode layout.
 from dataclasses import dataclass
 from datetime import date
 
+from portal.batches.access import task_titles
 from portal.excel import layout
 from portal.excel.compose import build_workbook
 from portal.excel.writer import TaskValues
 from portal.extensions import db
-from portal.models import BatchFile, BatchItem, Instance, Task
+from portal.models import BatchFile, BatchItem
 from portal.models.base import utcnow
 
 FAILED = ("failed", "import_failed")
-CHUNK = 900
 
 
 def error_filename(batch):
@@ -32,15 +32,6 @@ def failed_items(batch_id):
         db.select(BatchItem.task_id, BatchItem.post_data, BatchItem.error, BatchItem.field_errors)
         .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED))
         .order_by(BatchItem.id)).all()
-
-
-def _titles(task_ids):
-    titles = {}
-    for start in range(0, len(task_ids), CHUNK):
-        titles.update(db.session.execute(
-            db.select(Task.id, Instance.title).join(Instance, Task.instance_id == Instance.id)
-            .where(Task.id.in_(task_ids[start:start + CHUNK]))).all())
-    return titles
 
 
 def display_value(field, value, locale):
@@ -108,7 +99,7 @@ def load_error_source(batch):
         node=NodeCopy(node.id, node.name, list(node.fields),
                       ProcessCopy(node.process.key, node.process.name, node.process.version)),
         shared={"action": batch.action, "comment": batch.comment, "form": batch.post_data},
-        rows=rows, titles=_titles([row[0] for row in rows]))
+        rows=rows, titles=task_titles(row[0] for row in rows))
 
 
 def task_values(source, row, locale):

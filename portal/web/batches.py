@@ -18,9 +18,10 @@ from sqlalchemy.orm import selectinload
 from portal.batches import access, control, creation, dispatch
 from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
-from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Instance, Node, Task, User
+from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, User
 from portal.models.base import utcnow
 from portal.models.batches import ITEM_STATUSES
+from portal.web.args import id_arg, id_list
 from portal.workflow.engine import validate_decision
 from portal.workflow.errors import Conflict, ValidationFailed, WorkflowError
 
@@ -45,7 +46,7 @@ REASON_LABELS = {
     "countersigning": _l("Waiting for a countersignature"),
     "locked": _l("Locked by someone else"), "not_yours": _l("Not yours"),
     "duplicate": _l("Chosen more than once"), "gone": _l("No longer exists"),
-    "wrong_node": _l("At another step"),
+    "wrong_node": _l("At another step"), "unavailable": _l("Not available to you"),
 }
 EVENT_LABELS = {
     "created": _l("Created"), "paused": _l("Paused"), "resumed": _l("Resumed"),
@@ -159,8 +160,7 @@ def keyset_page(query, column, *, after=None, before=None, descending=False, lim
 
 
 def _cursor_args():
-    return {"after": request.args.get("after", type=int),
-            "before": request.args.get("before", type=int)}
+    return {"after": id_arg("after"), "before": id_arg("before")}
 
 
 # --- loading what the user may see ------------------------------------------------------
@@ -195,7 +195,7 @@ class Selection:
 
     @classmethod
     def from_request(cls, values):
-        node = _node_or_404(values.get("node_id", type=int))
+        node = _node_or_404(id_arg("node_id", values))
         return cls(node=node, all_matching=values.get("all") == "1",
                    query=(values.get("q") or "").strip(), raw_ids=values.getlist("task_ids"))
 
@@ -301,8 +301,7 @@ def _filter_choices():
 @login_required
 def index():
     filters = {"status": request.args.get("status", ""),
-               "node_id": request.args.get("node_id", type=int),
-               "creator_id": request.args.get("creator_id", type=int)}
+               "node_id": id_arg("node_id"), "creator_id": id_arg("creator_id")}
     query = _filtered_batches(filters).options(
         selectinload(Batch.node).selectinload(Node.process), selectinload(Batch.created_by))
     page = keyset_page(query, Batch.id, descending=True, **_cursor_args())
@@ -347,16 +346,6 @@ def _item_page(batch, status_filter):
     return keyset_page(query, BatchItem.id, **_cursor_args())
 
 
-def _titles(task_ids):
-    """{task_id: instance title} for one page of items."""
-    if not task_ids:
-        return {}
-    rows = db.session.execute(db.select(Task.id, Instance.title)
-                              .join(Instance, Task.instance_id == Instance.id)
-                              .where(Task.id.in_(task_ids)))
-    return dict(rows.all())
-
-
 def _source_batch(batch):
     if batch.source_batch_id is None:
         return None
@@ -386,7 +375,7 @@ def show(batch_id):
     eta = batch_eta(batch)
     return render_template(
         "batches/show.html", **_page_context(batch), page=page, status_filter=status_filter,
-        item_filters=ITEM_FILTERS, titles=_titles([item.task_id for item in page.rows]),
+        item_filters=ITEM_FILTERS, titles=access.item_titles(page.rows),
         events=events, event_labels=EVENT_LABELS, event_summary=event_summary,
         counters=counters(batch),
         percent=progress_percent(batch), eta_text=eta_text(eta),
@@ -417,8 +406,8 @@ def item(batch_id, item_id):
         db.select(BatchItemAttempt).where(BatchItemAttempt.item_id == batch_item.id)
         .order_by(BatchItemAttempt.id)).scalars().all()
     return render_template("batches/item.html", **_page_context(batch), item=batch_item,
-                           attempts=attempts, title=_titles([batch_item.task_id]).get(
-                               batch_item.task_id))
+                           attempts=attempts,
+                           title=access.item_titles([batch_item]).get(batch_item.task_id))
 
 
 # --- steering a batch ---------------------------------------------------------------------
@@ -460,7 +449,7 @@ def retry(batch_id):
     batch = _visible_batch_or_404(batch_id)
     if not _may_retry():
         abort(403, description=_("Only supervisors and admins may do this."))
-    item_ids = [int(v) for v in request.form.getlist("item_id") if v.isdigit()] or None
+    item_ids = id_list(request.form.getlist("item_id")) or None
     back = request.form.get("next_page") == "item" and item_ids
     try:
         batch, retried, at_limit = control.retry(batch, current_user, item_ids)

@@ -38,10 +38,17 @@ def can_act(user, task):
         task.assignee_role is not None and task.assignee_role in user.roles_list)
 
 
+def may_open(user, task, *, completed_by_id, signer):
+    """Whether ``user`` may open a task: the one rule behind pages, API and
+    batches. ``task`` is a Task or a TaskState; ``signer`` says whether the
+    user was asked to countersign it."""
+    return (user.is_admin or can_act(user, task) or completed_by_id == user.id
+            or bool(signer))
+
+
 def can_view_task(user, task):
-    if user.is_admin or can_act(user, task) or task.completed_by_id == user.id:
-        return True
-    return any(c.user_id == user.id for c in task.countersigns)
+    return may_open(user, task, completed_by_id=task.completed_by_id,
+                    signer=any(c.user_id == user.id for c in task.countersigns))
 
 
 def can_view_instance(user, instance):
@@ -152,7 +159,7 @@ def check_can_act(task, user, *, batch_id=None):
     reason = blocking_reason(task_state(task) if task is not None else None, user,
                              batch_id=batch_id)
     if reason in ("gone", "not_yours"):
-        raise NotFound(_("Task not found."), reason=reason)
+        raise NotFound(_("Task not found."), reason="unavailable")
     if reason:
         raise conflict(reason)
     if user.disabled:

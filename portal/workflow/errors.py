@@ -50,9 +50,19 @@ CONFLICT_MESSAGES = {
     "locked": _l("The task is locked by someone else."),
     "gone": _l("The task does not exist."),
     "not_yours": _l("The task is not yours to handle."),
+    # Everything about a task its reader may not open: missing, someone else's,
+    # and any state of a task they cannot see (CONTRACT: no title, one reason).
+    "unavailable": _l("The task is not available to you."),
     "wrong_node": _l("The task is not at this node."),
     "cancelled": _l("Cancelled."),
+    "duplicate": _l("The task appears more than once."),
 }
+
+
+def reason_message(reason, default=None):
+    """The readable text of a reason code (``default`` for codes without one)."""
+    message = CONFLICT_MESSAGES.get(reason)
+    return str(message) if message is not None else (default or reason)
 
 
 def conflict(reason):

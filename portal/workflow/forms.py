@@ -3,7 +3,8 @@
 ``validate_form(fields, data)`` returns ``(cleaned, errors)`` where errors maps
 each faulty field key to a readable message. Values arrive as JSON or as text
 typed into a page or a spreadsheet, so numbers, dates and booleans are also
-accepted in their usual text forms.
+accepted in their usual text forms. Numbers have at most 15 digits before the
+decimal point; more than 10 decimals are rounded to 10.
 """
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,15 +20,33 @@ def _is_blank(value):
     return value is None or (isinstance(value, str) and value.strip() == "") or value == []
 
 
+# Numbers people type (and JSON numbers) are held to a documented range before
+# any arithmetic: Decimal accepts "1e1000000", and turning that into an int
+# takes minutes. Up to 15 digits before the point is exact in a float too.
+MAX_NUMBER_TEXT = 40
+MAX_INTEGER_DIGITS = 15
+MAX_DECIMALS = 10
+_DECIMALS = Decimal(1).scaleb(-MAX_DECIMALS)
+
+
 def _number(value, field):
     if isinstance(value, bool):
         raise ValueError(_("Enter a number."))
+    text = str(value).strip().replace(",", "")
+    if len(text) > MAX_NUMBER_TEXT:
+        raise ValueError(_("Enter a number of at most %(n)s digits before the decimal point.",
+                           n=MAX_INTEGER_DIGITS))
     try:
-        number = Decimal(str(value).strip().replace(",", ""))
+        number = Decimal(text)
     except InvalidOperation:
         raise ValueError(_("Enter a number."))
     if not number.is_finite():
         raise ValueError(_("Enter a number."))
+    if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+        raise ValueError(_("Enter a number of at most %(n)s digits before the decimal point.",
+                           n=MAX_INTEGER_DIGITS))
+    if number.as_tuple().exponent < -MAX_DECIMALS:
+        number = number.quantize(_DECIMALS)  # more decimals than anyone means: rounded
     if field.get("min") is not None and number < Decimal(str(field["min"])):
         raise ValueError(_("Must be at least %(min)s.", min=field["min"]))
     if field.get("max") is not None and number > Decimal(str(field["max"])):

@@ -47,9 +47,9 @@ def test_batch_approve_from_selection_to_finished(page, factory, workers, langua
     new_url = f"/batches/new?node_id={node_id}&" + "&".join(f"task_ids={i}" for i in task_ids)
     page.goto(f"{page.base}/lang/{language}?next={quote(new_url, safe='/')}")
 
-    # the preview: six eligible, one id that no longer exists
+    # the preview: six eligible, one id that names no task of alice's
     assert page.locator("[data-eligible]").inner_text() == "6"
-    assert page.locator('[data-reason="gone"] strong').inner_text() == "1"
+    assert page.locator('[data-reason="unavailable"] strong').inner_text() == "1"
 
     # a required field left empty: the form comes back with the error next to it
     page.select_option("#field-category", "Travel")
