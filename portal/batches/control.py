@@ -2,14 +2,15 @@
 
 The caller commits, then asks ``dispatch`` for lanes when work became runnable.
 """
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import update
 
+from portal.batches import items
 from portal.batches.counters import add_event, finish_if_done, lock_batch, move
 from portal.extensions import db
-from portal.models import BatchItem, Task
+from portal.models import BatchItem
 from portal.models.base import utcnow
+from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.workflow.errors import Conflict
 
 
@@ -43,11 +44,7 @@ def cancel(batch, user):
     if batch.status not in ("pending", "running", "paused"):
         raise Conflict(_("This batch can no longer be cancelled."))
     now = utcnow()
-    pending = db.select(BatchItem.task_id).where(BatchItem.batch_id == batch.id,
-                                                 BatchItem.status == "pending")
-    db.session.execute(update(Task).where(Task.id.in_(pending), Task.lock_batch_id == batch.id)
-                       .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None)
-                       .execution_options(synchronize_session=False))
+    items.release_tasks_of_pending(batch)
     count = db.session.execute(
         update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
         .values(status="cancelled", error_kind="cancelled", finished_at=now)
@@ -59,18 +56,15 @@ def cancel(batch, user):
     return batch
 
 
-FAILED_STATUSES = ("failed", "import_failed")
-
-
 def at_retry_limit(item):
     """A failed item that used up its retries: its task is back with people."""
-    return (item.status in FAILED_STATUSES
-            and item.retry_count >= current_app.config["BATCH_RETRY_LIMIT"])
+    return item.status in FAILED_ITEM_STATUSES and item.retry_count >= items.retry_limit()
 
 
 def retryable(item, batch):
     """Whether a person may retry this item now."""
-    return item.status in FAILED_STATUSES and not at_retry_limit(item) and batch.status != "cancelled"
+    return (item.status in FAILED_ITEM_STATUSES and not at_retry_limit(item)
+            and batch.status != "cancelled")
 
 
 def retry(batch, user, item_ids=None):
@@ -83,31 +77,18 @@ def retry(batch, user, item_ids=None):
     if batch.status == "cancelled":
         raise Conflict(_("A cancelled batch cannot be retried."))
     query = db.select(BatchItem).where(BatchItem.batch_id == batch.id,
-                                       BatchItem.status.in_(FAILED_STATUSES))
+                                       BatchItem.status.in_(FAILED_ITEM_STATUSES))
     if item_ids is not None:
         query = query.where(BatchItem.id.in_(item_ids))
-    items = db.session.execute(query.with_for_update()).scalars().all()
-    now, retried, at_limit = utcnow(), [], 0
-    for item in items:
-        if at_retry_limit(item):
-            at_limit += 1
-            continue
-        move(batch, item.status, "pending")
-        item.status, item.retry_count = "pending", item.retry_count + 1
-        item.next_attempt_at, item.finished_at = None, None
-        item.retried_by_id, item.retried_at = user.id, now
-        retried.append(item)
-    task_ids = [item.task_id for item in retried]
-    for start in range(0, len(task_ids), 900):
-        db.session.execute(
-            update(Task).where(Task.id.in_(task_ids[start:start + 900]), Task.status == "pending",
-                               Task.lock_holder_id.is_(None))
-            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id, lock_expires_at=None)
-            .execution_options(synchronize_session=False))
+    failed = db.session.execute(query.with_for_update()).scalars().all()
+    now, retried = utcnow(), []
+    for item in failed:
+        if not at_retry_limit(item):
+            items.requeue(batch, item, now, retried_by=user)
+            retried.append(item)
+    items.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
     if retried:
-        if batch.status == "finished":
-            batch.status, batch.finished_at = "running", None
-        batch.progress_at = now
+        items.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
-    return batch, len(retried), at_limit
+    return batch, len(retried), len(failed) - len(retried)

@@ -10,8 +10,9 @@ import re
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import exists, insert, update
+from sqlalchemy import exists, insert
 
+from portal.batches import items
 from portal.batches.access import MAX_ID, is_db_id
 from portal.batches.counters import add_event
 from portal.extensions import db
@@ -168,7 +169,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
 
     rows = rows or {}
     messages = {}  # one translated message per reason, not one per item
-    items, eligible = [], []
+    rows_to_insert, eligible = [], []
     counts = {"pending": 0, "ignored": 0, "failed": 0}
     for task_id, reason in classify(user, node, task_ids, lock=True):
         row = rows.get(task_id, {}) if reason != "duplicate" else {}
@@ -188,13 +189,11 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
             item.update(status="pending")
             counts["pending"] += 1
             eligible.append(task_id)
-        items.append(item)
-    if items:
-        db.session.execute(insert(BatchItem), items)
-    for chunk in chunks(eligible):
-        db.session.execute(update(Task).where(Task.id.in_(chunk)).values(
-            lock_holder_id=user.id, lock_batch_id=batch.id, lock_expires_at=None))
-    batch.total = len(items)
+        rows_to_insert.append(item)
+    if rows_to_insert:
+        db.session.execute(insert(BatchItem), rows_to_insert)
+    items.hold_tasks(batch, eligible)
+    batch.total = len(rows_to_insert)
     batch.pending, batch.ignored, batch.failed = counts["pending"], counts["ignored"], counts["failed"]
     if batch.pending == 0:
         batch.status, batch.finished_at = "finished", now

@@ -24,6 +24,7 @@ from portal.excel import UnusableFile, cells, layout, reader, safety
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
+from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
 from portal.workflow.errors import NotFound, ValidationFailed, reason_message
@@ -71,7 +72,7 @@ def source_batch(user, node, upload):
 def _failed_task_ids(batch):
     return set(db.session.execute(db.select(BatchItem.task_id).where(
         BatchItem.batch_id == batch.id,
-        BatchItem.status.in_(("failed", "import_failed")))).scalars())
+        BatchItem.status.in_(FAILED_ITEM_STATUSES))).scalars())
 
 
 def _validate(node, entry):

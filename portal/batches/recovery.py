@@ -6,7 +6,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 1. expired leases are reclaimed: the item's worker vanished, which is an
    unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
-   (``runner.release_lease``);
+   (``items.release_lease``);
 2. items that failed for an unexpected cause in the last 24 hours and are
    still under the limit go back to pending. The runner itself only fails
    such an item at the limit, so this finds items after the limit was raised;
@@ -29,12 +29,12 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import update
 
-from portal.batches.counters import add_event, finish_if_done, lock_batch, move
-from portal.batches.runner import backoff_seconds, release_lease, worker_name
+from portal.batches.counters import add_event, finish_if_done, lock_batch
+from portal.batches import items
+from portal.batches.runner import worker_name
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
+from portal.models import Batch, BatchItem, BatchItemAttempt, User
 from portal.models.base import utcnow
 
 # Unexpected failures older than this are left for a person to retry.
@@ -72,7 +72,7 @@ def _reclaim_one(item_id, now):
     db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
                                     started_at=item.started_at or clock, finished_at=clock,
                                     outcome="error", error=message))
-    release_lease(item, message, clock)
+    items.release_lease(item, message, clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id
@@ -109,43 +109,27 @@ def _retryable_failures(batch_id, since, limit):
         BatchItem.finished_at >= since).order_by(BatchItem.id))
 
 
-def _lock_tasks_for(batch, task_ids):
-    """Give the tasks back to the batch unless someone took them meanwhile."""
-    for start in range(0, len(task_ids), 900):
-        db.session.execute(
-            update(Task).where(Task.id.in_(task_ids[start:start + 900]), Task.status == "pending",
-                               Task.lock_holder_id.is_(None))
-            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id,
-                    lock_expires_at=None)
-            .execution_options(synchronize_session=False))
-
-
 def _retry_failures_of(batch_id, since, limit):
     """Retry one batch's recent unexpected failures; returns how many went back to pending."""
     batch = lock_batch(batch_id)
     if batch is None or batch.status == "cancelled":
         db.session.rollback()
         return 0
-    items = db.session.execute(_retryable_failures(batch_id, since, limit)
-                               .with_for_update(key_share=True)
-                               .execution_options(populate_existing=True)).scalars().all()
-    if not items:
+    failed = db.session.execute(_retryable_failures(batch_id, since, limit)
+                                .with_for_update(key_share=True)
+                                .execution_options(populate_existing=True)).scalars().all()
+    if not failed:
         db.session.rollback()
         return 0
     clock = utcnow()
-    for item in items:
-        move(batch, item.status, "pending")
-        item.status, item.retry_count = "pending", item.retry_count + 1
-        item.next_attempt_at = clock + timedelta(seconds=backoff_seconds(item.retry_count))
-        item.finished_at = None
-    _lock_tasks_for(batch, [item.task_id for item in items])
-    if batch.status == "finished":
-        batch.status, batch.finished_at = "running", None
-    batch.progress_at = clock
-    add_event(batch.id, None, "retried", {"items": [item.id for item in items][:1000],
-                                          "count": len(items), "automatic": True})
+    for item in failed:
+        items.requeue(batch, item, clock, backoff=True)
+    items.hold_tasks(batch, [item.task_id for item in failed], only_free=True)
+    items.reopen(batch, clock)
+    add_event(batch.id, None, "retried", {"items": [item.id for item in failed][:1000],
+                                          "count": len(failed), "automatic": True})
     db.session.commit()
-    return len(items)
+    return len(failed)
 
 
 def batches_with_retryable_failures(since, limit):

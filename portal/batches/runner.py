@@ -15,7 +15,6 @@ nothing, so every item takes effect exactly once.
 """
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -27,8 +26,8 @@ from flask_babel import force_locale
 
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.batches import item_sql
-from portal.batches.counters import finish_if_done, lock_batch, move
+from portal.batches import item_sql, items
+from portal.batches.counters import finish_if_done, lock_batch
 from portal.batches.lane_turn import lane_turn
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, User
@@ -174,11 +173,6 @@ def finish_item(claim, *, claim_next_item=True, decision=None):
         return None
 
 
-def backoff_seconds(retry_count):
-    """Exponential backoff with full jitter: ~2s, 4s, 8s... capped at 5 minutes."""
-    return random.uniform(0.5, 1.0) * min(300, 2 ** retry_count)
-
-
 def record_unexpected(claim, exc):
     """An unexpected error rolled the item back: retry it later, or fail it at the limit."""
     log.exception("item %s failed unexpectedly", claim.item_id, exc_info=exc)
@@ -194,31 +188,11 @@ def record_unexpected(claim, exc):
         db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id,
                                         worker=worker_name(), started_at=item.started_at,
                                         finished_at=now, outcome="error", error=message))
-        release_lease(item, message, now)
+        items.release_lease(item, message, now)
         db.session.commit()
     except Exception:
         db.session.rollback()
         log.exception("could not record the failure of item %s; recovery will", claim.item_id)
-
-
-def release_lease(item, message, now):
-    """Put a running item whose run was lost back to pending with backoff, or
-    fail it once it used up its retries (its task then goes back to manual
-    handling). Caller holds the item row lock and commits."""
-    batch = lock_batch(item.batch_id)
-    item.lease_token, item.lease_expires_at = None, None
-    item.error, item.error_kind = message, "unexpected"
-    if item.retry_count < current_app.config["BATCH_RETRY_LIMIT"]:
-        item.retry_count += 1
-        item.status = "pending"
-        item.next_attempt_at = now + timedelta(seconds=backoff_seconds(item.retry_count))
-        move(batch, "running", "pending")
-    else:
-        item.status, item.finished_at = "failed", now
-        db.session.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": batch.id})
-        move(batch, "running", "failed")
-        finish_if_done(batch, now)
-    batch.progress_at = now
 
 
 def run_lane(batch_id, slice_seconds=None, others_waiting=None):

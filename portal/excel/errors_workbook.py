@@ -14,8 +14,8 @@ from portal.excel.writer import TaskValues
 from portal.extensions import db
 from portal.models import BatchFile, BatchItem
 from portal.models.base import utcnow
+from portal.models.batches import FAILED_ITEM_STATUSES
 
-FAILED = ("failed", "import_failed")
 
 
 def error_filename(batch):
@@ -30,7 +30,7 @@ def layout_mode(batch):
 def failed_items(batch_id):
     return db.session.execute(
         db.select(BatchItem.task_id, BatchItem.post_data, BatchItem.error, BatchItem.field_errors)
-        .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED))
+        .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES))
         .order_by(BatchItem.id)).all()
 
 

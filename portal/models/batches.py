@@ -15,6 +15,9 @@ from portal.models.base import utcnow
 
 BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")
 ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_failed", "cancelled")
+# An item that failed to import counts as failed everywhere: counters, filters,
+# retries and the error workbook.
+FAILED_ITEM_STATUSES = ("failed", "import_failed")
 MODES = ("form", "single", "per_instance")
 
 

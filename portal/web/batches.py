@@ -20,7 +20,7 @@ from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, User
 from portal.models.base import utcnow
-from portal.models.batches import ITEM_STATUSES
+from portal.models.batches import FAILED_ITEM_STATUSES, ITEM_STATUSES
 from portal.web.args import id_arg, id_list
 from portal.workflow.engine import validate_decision
 from portal.workflow.errors import Conflict, ValidationFailed, WorkflowError
@@ -55,7 +55,7 @@ EVENT_LABELS = {
 # Item filter on the batch page -> the item statuses it shows.
 ITEM_FILTERS = {
     "pending": ("pending",), "running": ("running",), "success": ("success",),
-    "failed": ("failed", "import_failed"), "ignored": ("ignored",), "cancelled": ("cancelled",),
+    "failed": FAILED_ITEM_STATUSES, "ignored": ("ignored",), "cancelled": ("cancelled",),
 }
 
 

@@ -1,0 +1,105 @@
+"""Item state changes shared by several paths, in one place.
+
+A failed item goes back to pending by a person's retry (``control.retry``) or
+by recovery's automatic one; a running item whose run was lost goes back to
+pending with backoff, or fails at its retry limit (``release_lease``, used by
+the runner and by recovery). A batch takes its tasks at creation and again on
+retry, and gives one back when its item ends without approving it. These
+changes must agree for "approved at most once" and for the counters to hold,
+so every caller goes through here.
+
+Every function works inside the caller's transaction, which holds the batch
+row lock (``counters.lock_batch``) and the rows of the items it passes; the
+caller commits.
+"""
+import random
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import update
+
+from portal.batches import item_sql
+from portal.batches.counters import finish_if_done, lock_batch, move
+from portal.extensions import db
+from portal.models import BatchItem, Task
+from portal.models.base import chunks
+
+
+def backoff_seconds(retry_count):
+    """Exponential backoff with full jitter: ~2s, 4s, 8s... capped at 5 minutes."""
+    return random.uniform(0.5, 1.0) * min(300, 2 ** retry_count)
+
+
+def retry_limit():
+    return current_app.config["BATCH_RETRY_LIMIT"]
+
+
+def hold_tasks(batch, task_ids, *, only_free=False):
+    """Lock the tasks to the batch (held by its creator, no expiry).
+
+    At creation the tasks were checked under lock just before; on a retry
+    (``only_free``) a task is taken back only if it is still pending and
+    nobody took it meanwhile.
+    """
+    for chunk in chunks(list(task_ids)):
+        condition = [Task.id.in_(chunk)]
+        if only_free:
+            condition += [Task.status == "pending", Task.lock_holder_id.is_(None)]
+        db.session.execute(
+            update(Task).where(*condition)
+            .values(lock_holder_id=batch.created_by_id, lock_batch_id=batch.id,
+                    lock_expires_at=None)
+            .execution_options(synchronize_session=False))
+
+
+def release_task(task_id, batch_id):
+    """The task of an item that ended without approving it goes back to people,
+    if the batch still holds it."""
+    db.session.execute(item_sql.UNLOCK_TASK, {"task_id": task_id, "batch_id": batch_id})
+
+
+def release_tasks_of_pending(batch):
+    """Give back the tasks of the batch's pending items (a cancel)."""
+    pending = db.select(BatchItem.task_id).where(BatchItem.batch_id == batch.id,
+                                                 BatchItem.status == "pending")
+    db.session.execute(update(Task).where(Task.id.in_(pending), Task.lock_batch_id == batch.id)
+                       .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None)
+                       .execution_options(synchronize_session=False))
+
+
+def requeue(batch, item, now, *, retried_by=None, backoff=False):
+    """A failed or lost item back to pending as one more retry.
+
+    ``retried_by``: the person who asked (runs at once); ``backoff``: an
+    automatic retry, due after ``backoff_seconds``.
+    """
+    move(batch, item.status, "pending")
+    item.status, item.retry_count, item.finished_at = "pending", item.retry_count + 1, None
+    item.next_attempt_at = (now + timedelta(seconds=backoff_seconds(item.retry_count))
+                            if backoff else None)
+    if retried_by is not None:
+        item.retried_by_id, item.retried_at = retried_by.id, now
+
+
+def reopen(batch, now):
+    """A batch that got items back to run is running again."""
+    if batch.status == "finished":
+        batch.status, batch.finished_at = "running", None
+    batch.progress_at = now
+
+
+def release_lease(item, message, now):
+    """A running item whose run was lost (an unexpected error, a vanished
+    worker): back to pending with backoff, or failed once it used up its
+    retries, its task then back with people. The caller holds the item row."""
+    batch = lock_batch(item.batch_id)
+    item.lease_token, item.lease_expires_at = None, None
+    item.error, item.error_kind = message, "unexpected"
+    if item.retry_count < retry_limit():
+        requeue(batch, item, now, backoff=True)
+    else:
+        move(batch, item.status, "failed")
+        item.status, item.finished_at = "failed", now
+        release_task(item.task_id, batch.id)
+        finish_if_done(batch, now)
+    batch.progress_at = now
