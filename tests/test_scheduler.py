@@ -51,6 +51,18 @@ def test_a_changed_interval_replaces_the_registration(app):
     assert job.meta["interval"] == 7
 
 
+def test_periodic_jobs_no_longer_listed_are_cancelled_and_others_kept(app):
+    from datetime import datetime, timezone
+    scheduler = _scheduler(app)
+    when = datetime.now(timezone.utc)
+    scheduler.schedule(scheduled_time=when, func="portal.jobs.periodic.recover_batches",
+                       interval=60, repeat=None, id="portal-retired-job")
+    scheduler.schedule(scheduled_time=when, func="portal.jobs.periodic.recover_batches",
+                       interval=60, repeat=None, id="someone-elses-job")
+    scheduler.sync_periodic_jobs()
+    assert sorted(_registered()) == sorted([RECOVER_JOB_ID, "someone-elses-job"])
+
+
 def test_two_schedulers_enqueue_a_due_periodic_job_once(app):
     first, second = _scheduler(app), _scheduler(app)
     first.run(burst=True)   # registers the job due now, and enqueues it

@@ -10,7 +10,9 @@ from portal.queueing import get_queue
 
 log = logging.getLogger(__name__)
 
+# The jobs the batch services enqueue, by path (services do not import jobs).
 LANE_JOB = "portal.jobs.batch_jobs.run_batch_lane"
+ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
 LANE_TIMEOUT = 600
 
 

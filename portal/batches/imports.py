@@ -29,7 +29,6 @@ from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
 from portal.workflow.errors import NotFound, ValidationFailed, reason_message
 
-ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
 KEEP_UPLOADS = timedelta(days=1)
 KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads
 
@@ -193,7 +192,7 @@ def start(batch):
     workbook at once when rows already failed to import."""
     dispatch.start(batch)
     if batch.failed:
-        dispatch.enqueue_job(ERROR_FILE_JOB, batch.id)
+        dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, batch.id)
 
 
 # --- uploads kept between preview and confirmation ----------------------------------

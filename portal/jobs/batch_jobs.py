@@ -3,8 +3,6 @@ from datetime import timezone
 
 from portal.batches import dispatch, runner
 
-ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
-
 
 def run_batch_lane(batch_id):
     """Work on one batch slice by slice while no other job waits, then requeue
@@ -16,5 +14,5 @@ def run_batch_lane(batch_id):
         dispatch.enqueue_lane_at(batch_id, result.retry_at.replace(tzinfo=timezone.utc))
     if result.finished_with_errors and result.processed:
         # The lane that ended the batch (re)builds its error workbook.
-        dispatch.enqueue_job(ERROR_FILE_JOB, batch_id)
+        dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, batch_id)
     return result.processed

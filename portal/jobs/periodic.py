@@ -9,8 +9,10 @@ from portal.models import Batch
 
 log = logging.getLogger(__name__)
 
-# RQ job ids allow letters, digits, "_" and "-" only.
-RECOVER_JOB_ID = "portal-recover-batches"
+# RQ job ids allow letters, digits, "_" and "-" only. Every periodic job's id
+# starts with the prefix, so the scheduler can tell its own stale ones apart.
+PERIODIC_PREFIX = "portal-"
+RECOVER_JOB_ID = PERIODIC_PREFIX + "recover-batches"
 
 
 def recover_batches():

@@ -17,7 +17,7 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
-from portal.jobs.periodic import periodic_jobs
+from portal.jobs.periodic import PERIODIC_PREFIX, periodic_jobs
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,22 @@ class PortalScheduler(Scheduler):
             return False
         return job.func_name == func and job.meta.get("interval") == int(interval)
 
+    def cancel_stale_periodic_jobs(self, listed):
+        """Cancel the portal's periodic jobs that are no longer listed; returns how many."""
+        stale = [job for job in self.get_jobs()
+                 if job.id.startswith(PERIODIC_PREFIX) and job.id not in listed]
+        for job in stale:
+            self.cancel(job)
+            log.info("cancelled periodic job %s: no longer listed", job.id)
+        return len(stale)
+
     def sync_periodic_jobs(self):
-        """Register the periodic jobs Redis lost or holds differently; returns how many."""
+        """Register the periodic jobs Redis lost or holds differently, cancel the
+        ones no longer listed; returns how many were registered."""
+        jobs = periodic_jobs(self.portal_config)
+        self.cancel_stale_periodic_jobs({job_id for job_id, _func, _interval in jobs})
         registered = 0
-        for job_id, func, interval in periodic_jobs(self.portal_config):
+        for job_id, func, interval in jobs:
             if self._registered_as(job_id, func, interval):
                 continue
             # result_ttl=-1 (rq-scheduler's own default for interval jobs) keeps
