@@ -1,8 +1,9 @@
 """``flask --app app run-all``: what ``make run`` starts, in the foreground.
 
 Applies migrations, loads demo data into an empty database, starts the
-embedded Redis unless REDIS_URL is set, then the web server, two RQ workers
-and the scheduler as child processes. Ctrl-C (or SIGTERM) stops them all.
+embedded Redis unless REDIS_URL is set, then the web server, the RQ workers
+(two on PostgreSQL, one on SQLite) and the scheduler as child processes.
+Ctrl-C (or SIGTERM) stops them all.
 """
 import os
 import signal
@@ -18,19 +19,26 @@ from portal.extensions import db
 from portal.models import User
 
 
-def _children(env, port):
+def worker_count():
+    """Two RQ workers on PostgreSQL; one on SQLite, the development mode, whose
+    single write lock runs one item at a time anyway."""
+    return 1 if db.engine.dialect.name == "sqlite" else 2
+
+
+def _children(env, port, workers):
     flask = [sys.executable, "-m", "flask", "--app", "app"]
     web = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
            "--threads", "4", "--access-logfile", "-", "app:app"]
-    return [("web", web), ("worker-1", flask + ["worker", "--name", f"w1-{os.getpid()}"]),
-            ("worker-2", flask + ["worker", "--name", f"w2-{os.getpid()}"]),
-            ("scheduler", flask + ["scheduler"])]
+    return ([("web", web)]
+            + [(f"worker-{n}", flask + ["worker", "--name", f"w{n}-{os.getpid()}"])
+               for n in range(1, workers + 1)]
+            + [("scheduler", flask + ["scheduler"])])
 
 
 @click.command("run-all")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", 5000)), show_default="5000")
 def run_all_command(port):
-    """Migrate, seed, and run web + 2 workers + scheduler until Ctrl-C."""
+    """Migrate, seed, and run web + workers + scheduler until Ctrl-C."""
     from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
     from portal.queueing import redis_url_for
 
@@ -38,6 +46,7 @@ def run_all_command(port):
     if db.session.execute(db.select(db.func.count(User.id))).scalar() == 0:
         load_demo()
         db.session.commit()
+    workers = worker_count()
     db.session.remove()
     db.engine.dispose()
 
@@ -46,10 +55,11 @@ def run_all_command(port):
     env["PORTAL_INSTANCE_PATH"] = current_app.instance_path
     env.setdefault("SECRET_KEY", current_app.config["SECRET_KEY"])
     procs = []
-    for name, argv in _children(env, port):
+    for name, argv in _children(env, port, workers):
         procs.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
 
-    click.echo(f"\nBatch approval portal on http://127.0.0.1:{port}")
+    click.echo(f"\nBatch approval portal on http://127.0.0.1:{port} "
+               f"({workers} worker{'s' if workers > 1 else ''})")
     click.echo(f"Demo logins, password {DEMO_PASSWORD}:")
     for name, role, roles, locale in DEMO_USERS:
         click.echo(f"  {name:<11} {role}{' + ' + roles if roles else ''}")

@@ -54,6 +54,12 @@ def pytest_configure(config):
     _prepare_database()
     config._embedded_redis = _prepare_redis()
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts real worker processes is ``slow``, marked or not."""
+    for item in items:
+        if "workers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 def pytest_unconfigure(config):
     embedded = getattr(config, "_embedded_redis", None)
     if embedded is not None:

@@ -58,8 +58,9 @@ def enqueue_job(path, *args, timeout=600):
         return False
 
 
-# On SQLite lanes take turns per database (see lane_turn): one lane per batch
-# does all a batch can get, more would only queue ahead of other batches' lanes.
+# SQLite has one write lock for the whole database, so a batch runs one item at
+# a time there whatever its concurrency: more lanes would only queue ahead of
+# other batches' lanes. (SQLite is the single-worker development mode.)
 SQLITE_LANES_PER_BATCH = 1
 
 

@@ -28,7 +28,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.batches import item_sql, items
 from portal.batches.counters import finish_if_done, lock_batch
-from portal.batches.lane_turn import lane_turn
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, User
 from portal.models.base import utcnow
@@ -199,8 +198,8 @@ def run_lane(batch_id, slice_seconds=None, others_waiting=None):
     """Work through a batch slice by slice; say whether to requeue.
 
     After each slice the lane goes on only while nothing else waits for a
-    worker (``others_waiting()``, e.g. jobs in the queue) or for SQLite's lane
-    turn, and for BATCH_LANE_MAX_SECONDS at most; then it ends, and its job
+    worker (``others_waiting()``, e.g. jobs in the queue), and for
+    BATCH_LANE_MAX_SECONDS at most; then it ends, and its job
     requeues it at the back of the queue. Without ``others_waiting`` to ask,
     a lane works one slice.
     """
@@ -214,13 +213,12 @@ def run_lane(batch_id, slice_seconds=None, others_waiting=None):
     # that do change (items, tasks, the batch) are read with locks each time.
     expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
     try:
-        with lane_turn() as turn:
-            while True:
-                done, out_of_time = _run_slice(batch_id, slice_seconds)
-                processed += done
-                if (not out_of_time or others_waiting is None or others_waiting()
-                        or turn.others_waiting() or time.monotonic() + slice_seconds > lane_deadline):
-                    break
+        while True:
+            done, out_of_time = _run_slice(batch_id, slice_seconds)
+            processed += done
+            if (not out_of_time or others_waiting is None or others_waiting()
+                    or time.monotonic() + slice_seconds > lane_deadline):
+                break
     finally:
         session.expire_on_commit = expire_on_commit
     return LaneResult(processed, *_remaining(batch_id))
