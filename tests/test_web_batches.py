@@ -9,7 +9,7 @@ from portal.batches import creation, dispatch, runner
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchFile, BatchItem, Task, User
 from portal.queueing import get_queue
-from portal.web.batches import eta_seconds, progress_percent
+from portal.batches.progress import eta_seconds, progress_percent
 from portal.workflow import engine
 
 

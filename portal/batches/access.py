@@ -33,6 +33,14 @@ def visible_batch(user, batch_id):
     return batch
 
 
+def visible_batch_or_none(user, batch_id):
+    """The batch if ``user`` may see it, else None (also for a None id)."""
+    try:
+        return visible_batch(user, batch_id)
+    except NotFound:
+        return None
+
+
 def require_supervisor(user):
     if not user.is_supervisor:
         raise UserError(_("Only supervisors and admins may do this."))

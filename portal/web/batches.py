@@ -13,22 +13,18 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    request, url_for)
 from flask_babel import format_timedelta, gettext as _, lazy_gettext as _l, ngettext
 from flask_login import current_user, login_required
-from sqlalchemy.orm import selectinload
 
-from portal.batches import access, control, creation, dispatch
+from portal.batches import access, control, creation, dispatch, listing
+from portal.batches.progress import (
+    batch_eta, counters, is_active, progress_percent, status_key)
 from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
-from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, User
-from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES, ITEM_STATUSES
+from portal.models import Node
 from portal.web.args import id_arg, id_list
 from portal.workflow.engine import validate_decision
 from portal.workflow.errors import Conflict, ValidationFailed, WorkflowError
 
 bp = Blueprint("batches", __name__)
-
-PAGE_SIZE = 50
-ACTIVE_STATUSES = ("pending", "running")
 
 BATCH_STATUS_LABELS = {
     "pending": _l("Pending"), "running": _l("Running"), "paused": _l("Paused"),
@@ -52,48 +48,9 @@ EVENT_LABELS = {
     "created": _l("Created"), "paused": _l("Paused"), "resumed": _l("Resumed"),
     "cancelled": _l("Cancelled"), "retried": _l("Retried"),
 }
-# Item filter on the batch page -> the item statuses it shows.
-ITEM_FILTERS = {
-    "pending": ("pending",), "running": ("running",), "success": ("success",),
-    "failed": FAILED_ITEM_STATUSES, "ignored": ("ignored",), "cancelled": ("cancelled",),
-}
 
 
 # --- small pure helpers --------------------------------------------------------------
-
-def eta_seconds(remaining, processed, started_at, now):
-    """Seconds until ``remaining`` items are done at the rate seen since ``started_at``.
-
-    None while nothing has been processed yet (no rate to go by) or when
-    nothing remains to do.
-    """
-    if remaining <= 0 or processed <= 0 or started_at is None:
-        return None
-    elapsed = (now - started_at).total_seconds()
-    if elapsed <= 0:
-        return None
-    return int(round(remaining * elapsed / processed))
-
-
-def progress_percent(batch):
-    """Share of the batch's items that reached an end state, 0-100."""
-    if not batch.total:
-        return 100
-    remaining = batch.pending + batch.running
-    return int((batch.total - remaining) * 100 // batch.total)
-
-
-def batch_status_key(batch):
-    return "finished_with_errors" if batch.with_errors else batch.status
-
-
-def batch_eta(batch, now=None):
-    if batch.status not in ACTIVE_STATUSES:
-        return None
-    # Only items a worker ran count towards the rate; ignored ones mostly never ran.
-    return eta_seconds(batch.pending + batch.running, batch.success + batch.failed,
-                       batch.started_at, now or utcnow())
-
 
 def eta_text(seconds):
     if seconds is None:
@@ -113,50 +70,6 @@ def event_summary(event):
         return ngettext("%(num)s pending item stopped", "%(num)s pending items stopped",
                         detail["items"])
     return ""
-
-
-def counters(batch):
-    """The counters the batch page shows, straight from the batch row."""
-    return {name: getattr(batch, name) for name in
-            ("total", "pending", "running", "success", "failed", "ignored", "cancelled")}
-
-
-@dataclass
-class Page:
-    """One page of rows plus the cursors of its neighbours (None at either end)."""
-    rows: list
-    previous_cursor: int | None
-    next_cursor: int | None
-
-
-def keyset_page(query, column, *, after=None, before=None, descending=False, limit=PAGE_SIZE):
-    """Rows of ``query`` that follow ``after`` (or precede ``before``) in display order.
-
-    Display order is ``column`` ascending, or descending with ``descending``.
-    Each page is one indexed range scan, however deep the user has paged.
-    """
-    def beyond(cursor):
-        return column < cursor if descending else column > cursor
-
-    def behind(cursor):
-        return column > cursor if descending else column < cursor
-
-    forward = column.desc() if descending else column.asc()
-    backward = column.asc() if descending else column.desc()
-    if before is not None:
-        rows = db.session.execute(query.where(behind(before)).order_by(backward)
-                                  .limit(limit + 1)).scalars().all()
-        has_previous, has_next = len(rows) > limit, True
-        rows = list(reversed(rows[:limit]))
-    else:
-        if after is not None:
-            query = query.where(beyond(after))
-        rows = db.session.execute(query.order_by(forward).limit(limit + 1)).scalars().all()
-        has_previous, has_next = after is not None, len(rows) > limit
-        rows = rows[:limit]
-    if not rows:
-        return Page([], None, None)
-    return Page(rows, rows[0].id if has_previous else None, rows[-1].id if has_next else None)
 
 
 def _cursor_args():
@@ -270,95 +183,25 @@ def new():
 
 # --- the list ---------------------------------------------------------------------------
 
-def _filtered_batches(filters):
-    query = access.visible_batches_query(current_user)
-    if filters["status"] == "finished_with_errors":
-        query = query.where(Batch.status == "finished", Batch.failed > 0)
-    elif filters["status"] in BATCH_STATUS_LABELS:
-        query = query.where(Batch.status == filters["status"])
-    if filters["node_id"]:
-        query = query.where(Batch.node_id == filters["node_id"])
-    if filters["creator_id"] and current_user.is_supervisor:
-        query = query.where(Batch.created_by_id == filters["creator_id"])
-    return query
-
-
-def _filter_choices():
-    """Nodes (and for supervisors, creators) that the visible batches refer to."""
-    visible = access.visible_batches_query(current_user).subquery()
-    nodes = db.session.execute(
-        db.select(Node).where(Node.id.in_(db.select(visible.c.node_id)))
-        .order_by(Node.name, Node.id)).scalars().all()
-    creators = []
-    if current_user.is_supervisor:
-        creators = db.session.execute(
-            db.select(User).where(User.id.in_(db.select(Batch.created_by_id)))
-            .order_by(User.username)).scalars().all()
-    return nodes, creators
-
-
 @bp.route("/batches")
 @login_required
 def index():
     filters = {"status": request.args.get("status", ""),
                "node_id": id_arg("node_id"), "creator_id": id_arg("creator_id")}
-    query = _filtered_batches(filters).options(
-        selectinload(Batch.node).selectinload(Node.process), selectinload(Batch.created_by))
-    page = keyset_page(query, Batch.id, descending=True, **_cursor_args())
-    nodes, creators = _filter_choices()
+    page = listing.batches_page(current_user, **filters, **_cursor_args())
+    nodes, creators = listing.filter_choices(current_user)
     return render_template("batches/index.html", page=page, filters=filters, nodes=nodes,
                            filter_args={key: value for key, value in filters.items() if value},
                            creators=creators, status_labels=BATCH_STATUS_LABELS,
-                           status_key=batch_status_key)
+                           status_key=status_key)
 
 
 # --- one batch --------------------------------------------------------------------------
 
-def _item_id_bounds(batch_id):
-    """(first, last) item id of a batch, or None when it has no items.
-
-    Read as one min and one max per status: each is a single step into the
-    (batch_id, status, id) index, where a plain min(id) would visit every item.
-    """
-    ends = []
-    for status in ITEM_STATUSES:
-        of_status = (BatchItem.batch_id == batch_id, BatchItem.status == status)
-        ends += [db.select(db.func.min(BatchItem.id)).where(*of_status).scalar_subquery(),
-                 db.select(db.func.max(BatchItem.id)).where(*of_status).scalar_subquery()]
-    found = [value for value in db.session.execute(db.select(*ends)).one() if value is not None]
-    return (min(found), max(found)) if found else None
-
-
-def _item_page(batch, status_filter):
-    """One page of the batch's items, optionally of one status group.
-
-    The id range keeps the scan inside this batch's items: without it an
-    unfiltered page walks the primary key through other batches' items.
-    """
-    bounds = _item_id_bounds(batch.id)
-    if bounds is None:
-        return Page([], None, None)
-    query = (db.select(BatchItem)
-             .where(BatchItem.batch_id == batch.id, BatchItem.id.between(*bounds))
-             .options(selectinload(BatchItem.retried_by)))
-    if status_filter in ITEM_FILTERS:
-        query = query.where(BatchItem.status.in_(ITEM_FILTERS[status_filter]))
-    return keyset_page(query, BatchItem.id, **_cursor_args())
-
-
-def _source_batch(batch):
-    if batch.source_batch_id is None:
-        return None
-    source = db.session.get(Batch, batch.source_batch_id)
-    visible = source is not None and (current_user.is_supervisor
-                                      or source.created_by_id == current_user.id)
-    return source if visible else None
-
-
 def _page_context(batch):
     """What the batch and item pages share: labels, permissions and limits."""
     return {"batch": batch, "status_labels": BATCH_STATUS_LABELS,
-            "item_labels": ITEM_STATUS_LABELS, "status_key": batch_status_key(batch),
+            "item_labels": ITEM_STATUS_LABELS, "status_key": status_key(batch),
             "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
             "retryable": control.retryable, "at_retry_limit": control.at_retry_limit}
 
@@ -368,18 +211,15 @@ def _page_context(batch):
 def show(batch_id):
     batch = _visible_batch_or_404(batch_id)
     status_filter = request.args.get("status", "")
-    page = _item_page(batch, status_filter)
-    events = db.session.execute(
-        db.select(BatchEvent).where(BatchEvent.batch_id == batch.id)
-        .order_by(BatchEvent.id.desc()).limit(100)).scalars().all()
-    eta = batch_eta(batch)
+    page = listing.items_page(batch, status_filter, **_cursor_args())
     return render_template(
         "batches/show.html", **_page_context(batch), page=page, status_filter=status_filter,
-        item_filters=ITEM_FILTERS, titles=access.item_titles(page.rows),
-        events=events, event_labels=EVENT_LABELS, event_summary=event_summary,
-        counters=counters(batch),
-        percent=progress_percent(batch), eta_text=eta_text(eta),
-        active=batch.status in ACTIVE_STATUSES, source_batch=_source_batch(batch))
+        item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
+        events=listing.recent_events(batch), event_labels=EVENT_LABELS,
+        event_summary=event_summary, counters=counters(batch),
+        percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
+        active=is_active(batch),
+        source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id))
 
 
 @bp.route("/batches/<int:batch_id>/progress")
@@ -389,9 +229,10 @@ def progress(batch_id):
     batch = _visible_batch_or_404(batch_id)
     eta = batch_eta(batch)
     body = batch_to_dict(batch)
-    body.update(eta_seconds=eta, eta_text=eta_text(eta), percent=progress_percent(batch),
-                counters=counters(batch), active=batch.status in ACTIVE_STATUSES,
-                status_label=str(BATCH_STATUS_LABELS[batch_status_key(batch)]))
+    body.update(eta_seconds=eta, eta_text=eta_text(eta),
+                percent=progress_percent(batch), counters=counters(batch),
+                active=is_active(batch),
+                status_label=str(BATCH_STATUS_LABELS[status_key(batch)]))
     return jsonify(body)
 
 
@@ -399,14 +240,11 @@ def progress(batch_id):
 @login_required
 def item(batch_id, item_id):
     batch = _visible_batch_or_404(batch_id)
-    batch_item = db.session.get(BatchItem, item_id)
-    if batch_item is None or batch_item.batch_id != batch.id:
+    batch_item = listing.batch_item(batch, item_id)
+    if batch_item is None:
         abort(404)
-    attempts = db.session.execute(
-        db.select(BatchItemAttempt).where(BatchItemAttempt.item_id == batch_item.id)
-        .order_by(BatchItemAttempt.id)).scalars().all()
     return render_template("batches/item.html", **_page_context(batch), item=batch_item,
-                           attempts=attempts,
+                           attempts=listing.item_attempts(batch_item),
                            title=access.item_titles([batch_item]).get(batch_item.task_id))
 
 
