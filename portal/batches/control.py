@@ -61,10 +61,21 @@ def at_retry_limit(item):
     return item.status in FAILED_ITEM_STATUSES and item.retry_count >= items.retry_limit()
 
 
+def batch_accepts_retries(batch):
+    """A cancelled batch runs nothing again."""
+    return batch.status != "cancelled"
+
+
 def retryable(item, batch):
     """Whether a person may retry this item now."""
     return (item.status in FAILED_ITEM_STATUSES and not at_retry_limit(item)
-            and batch.status != "cancelled")
+            and batch_accepts_retries(batch))
+
+
+def may_retry_all(batch):
+    """Whether "retry all failed" is worth offering: failures in a batch that
+    accepts retries (items at the limit stay failed)."""
+    return batch.failed > 0 and batch_accepts_retries(batch)
 
 
 def retry(batch, user, item_ids=None):
@@ -74,7 +85,7 @@ def retry(batch, user, item_ids=None):
     batch's creator, the task's assignee.
     """
     batch = _locked(batch)
-    if batch.status == "cancelled":
+    if not batch_accepts_retries(batch):
         raise Conflict(_("A cancelled batch cannot be retried."))
     query = db.select(BatchItem).where(BatchItem.batch_id == batch.id,
                                        BatchItem.status.in_(FAILED_ITEM_STATUSES))

@@ -203,7 +203,8 @@ def _page_context(batch):
     return {"batch": batch, "status_labels": BATCH_STATUS_LABELS,
             "item_labels": ITEM_STATUS_LABELS, "status_key": status_key(batch),
             "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
-            "retryable": control.retryable, "at_retry_limit": control.at_retry_limit}
+            "retryable": control.retryable, "at_retry_limit": control.at_retry_limit,
+            "may_retry_all": control.may_retry_all(batch)}
 
 
 @bp.route("/batches/<int:batch_id>")
