@@ -140,9 +140,16 @@ def workers(app):
 
 
 @pytest.fixture
+def users(factory):
+    """alice (manager node), bob (finance), carol, sam (supervisor), admin, and the
+    expense process: ``factory.standard()``. A module may extend it by defining
+    its own ``users(users, factory)``."""
+    return factory.standard()
+
+
+@pytest.fixture
 def api(client, factory, users):
-    """``api("alice").get(...)``: a client speaking as that user (``users`` comes
-    from the test module, e.g. ``factory.standard()``)."""
+    """``api("alice").get(...)``: a client speaking as that user of ``users``."""
     tokens = {}
 
     def as_user(name):

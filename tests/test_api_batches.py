@@ -14,11 +14,6 @@ from portal.queueing import get_queue
 
 
 @pytest.fixture
-def users(factory):
-    return factory.standard()
-
-
-@pytest.fixture
 def tasks(factory, users):
     """Six pending tasks of alice at the manager node."""
     return factory.tasks(6, starter=users["admin"])
@@ -299,9 +294,9 @@ def test_batch_ids_that_are_not_batches_are_404(api, tasks, path):
 def test_failed_items_include_those_that_failed_at_import(api, users, tasks):
     node = tasks[0].node
     rows = {tasks[0].id: {"error": "Row 2: amount is not a number", "source_ref": "2"},
-            tasks[1].id: {"post_data": {"action": "approve", "form": GOOD_FORM},
+            tasks[1].id: {"decision": {"action": "approve", "form": GOOD_FORM},
                           "source_ref": "3"},
-            tasks[2].id: {"post_data": {"action": "approve", "form": {"amount": "x"}},
+            tasks[2].id: {"decision": {"action": "approve", "form": {"amount": "x"}},
                           "source_ref": "4"}}
     batch = creation.create_batch(users["alice"], node, task_ids=list(rows), mode="single",
                                   rows=rows)

@@ -8,8 +8,7 @@ from portal.workflow import engine
 
 
 @pytest.fixture
-def users(factory):
-    users = factory.standard()
+def users(users, factory):
     users["dave"] = factory.user("dave", workflow_roles="finance")
     return users
 

@@ -106,9 +106,9 @@ def test_cap_holds_in_the_database(factory):
 def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
     users = factory.standard()
     tasks = factory.tasks(3, starter=users["admin"])
-    rows = {tasks[0].id: {"post_data": {"action": "approve", "form": {"amount": "x"}}},
-            tasks[1].id: {"post_data": {"action": "approve", "form": GOOD_FORM}},
-            tasks[2].id: {"post_data": {"action": "approve", "form": GOOD_FORM}}}
+    rows = {tasks[0].id: {"decision": {"action": "approve", "form": {"amount": "x"}}},
+            tasks[1].id: {"decision": {"action": "approve", "form": GOOD_FORM}},
+            tasks[2].id: {"decision": {"action": "approve", "form": GOOD_FORM}}}
     batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=list(rows),
                                   mode="single", rows=rows)
     db.session.commit()
@@ -129,9 +129,7 @@ def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
 
 def test_disabled_creator_fails_items_with_user_error(factory):
     users = factory.standard()
-    tasks = factory.tasks(2, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", form=GOOD_FORM)
+    batch = factory.batch(users["alice"], factory.tasks(2, starter=users["admin"]))
     users["alice"].disabled = True
     db.session.commit()
     runner.run_inline(batch.id)
@@ -161,9 +159,7 @@ def test_pause_resume_cancel(factory):
 
 def test_retry_failed_items_up_to_limit(factory, app):
     users = factory.standard()
-    tasks = factory.tasks(2, starter=users["admin"])
-    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[t.id for t in tasks],
-                                  action="approve", form=GOOD_FORM)
+    batch = factory.batch(users["alice"], factory.tasks(2, starter=users["admin"]))
     users["alice"].disabled = True
     db.session.commit()
     runner.run_inline(batch.id)

@@ -18,11 +18,6 @@ LARGE = "1e5000"          # the same defect, cheap enough to show on the old cod
 
 
 @pytest.fixture
-def users(factory):
-    return factory.standard()
-
-
-@pytest.fixture
 def tasks(factory, users):
     return factory.tasks(4, starter=users["admin"])
 
@@ -180,7 +175,7 @@ def test_import_rows_of_other_peoples_tasks_are_not_parsed(client, factory, user
     assert response.status_code == 202
     items = db.session.execute(db.select(BatchItem)).scalars().all()
     assert {(i.status, i.error_kind) for i in items} == {("ignored", "unavailable")}
-    assert all(i.post_data is None for i in items)
+    assert all(i.decision is None for i in items)
 
 
 def test_items_of_older_batches_that_named_hidden_tasks_show_no_title(client, users, tasks):

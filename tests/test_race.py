@@ -22,8 +22,7 @@ ROUNDS = 20
 
 
 @pytest.fixture
-def users(factory):
-    users = factory.standard()
+def users(users, factory):
     users["dave"] = factory.user("dave", workflow_roles="finance")
     return users
 
