@@ -43,6 +43,9 @@ def register_blueprints(app):
         app.register_error_handler(code, lambda exc, code=code: _render_error(
             code, getattr(exc, "description", None) if code not in (404, 405, 413, 500) else None))
 
+    from portal.web import errors
+    errors.init_app(app, _render_error)
+
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         return _render_error(400, _("The form expired or was sent from elsewhere. Please try again."))

@@ -21,8 +21,9 @@ from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
 from portal.models import Node
 from portal.web.args import id_arg, id_list
+from portal.web.errors import back_with_message
 from portal.workflow.engine import validate_decision
-from portal.workflow.errors import Conflict, ValidationFailed, WorkflowError
+from portal.workflow.errors import Conflict, ValidationFailed
 
 bp = Blueprint("batches", __name__)
 
@@ -78,20 +79,6 @@ def _cursor_args():
 
 # --- loading what the user may see ------------------------------------------------------
 
-def _visible_batch_or_404(batch_id):
-    try:
-        return access.visible_batch(current_user, batch_id)
-    except WorkflowError:
-        abort(404)
-
-
-def _node_or_404(node_id):
-    try:
-        return creation.get_node(node_id)
-    except WorkflowError:
-        abort(404)
-
-
 def _may_retry():
     return current_user.is_supervisor
 
@@ -108,7 +95,7 @@ class Selection:
 
     @classmethod
     def from_request(cls, values):
-        node = _node_or_404(id_arg("node_id", values))
+        node = creation.get_node(id_arg("node_id", values))
         return cls(node=node, all_matching=values.get("all") == "1",
                    query=(values.get("q") or "").strip(), raw_ids=values.getlist("task_ids"))
 
@@ -210,7 +197,7 @@ def _page_context(batch):
 @bp.route("/batches/<int:batch_id>")
 @login_required
 def show(batch_id):
-    batch = _visible_batch_or_404(batch_id)
+    batch = access.visible_batch(current_user, batch_id)
     status_filter = request.args.get("status", "")
     page = listing.items_page(batch, status_filter, **_cursor_args())
     return render_template(
@@ -227,7 +214,7 @@ def show(batch_id):
 @login_required
 def progress(batch_id):
     """Live counters for the batch page's polling script."""
-    batch = _visible_batch_or_404(batch_id)
+    batch = access.visible_batch(current_user, batch_id)
     eta = batch_eta(batch)
     body = batch_to_dict(batch)
     body.update(eta_seconds=eta, eta_text=eta_text(eta),
@@ -240,7 +227,7 @@ def progress(batch_id):
 @bp.route("/batches/<int:batch_id>/items/<int:item_id>")
 @login_required
 def item(batch_id, item_id):
-    batch = _visible_batch_or_404(batch_id)
+    batch = access.visible_batch(current_user, batch_id)
     batch_item = listing.batch_item(batch, item_id)
     if batch_item is None:
         abort(404)
@@ -260,16 +247,14 @@ CONTROL_ACTIONS = {
 
 def _refused(batch_id, exc):
     """Back to the batch page, nothing changed, saying why."""
-    db.session.rollback()
-    flash(exc.message, "warning")
-    return redirect(url_for("batches.show", batch_id=batch_id))
+    return back_with_message(exc, url_for("batches.show", batch_id=batch_id))
 
 
 @bp.route("/batches/<int:batch_id>/<any(pause, resume, cancel):action>", methods=["POST"])
 @login_required
 def steer(batch_id, action):
     """Pause, resume or cancel: whoever may see the batch (its creator or a supervisor)."""
-    batch = _visible_batch_or_404(batch_id)
+    batch = access.visible_batch(current_user, batch_id)
     service, done_message = CONTROL_ACTIONS[action]
     try:
         batch = service(batch, current_user)
@@ -285,7 +270,7 @@ def steer(batch_id, action):
 @login_required
 def retry(batch_id):
     """Retry every failed item, or the ``item_id`` ones: supervisors and admins only."""
-    batch = _visible_batch_or_404(batch_id)
+    batch = access.visible_batch(current_user, batch_id)
     if not _may_retry():
         abort(403, description=_("Only supervisors and admins may do this."))
     item_ids = id_list(request.form.getlist("item_id")) or None

@@ -15,26 +15,13 @@ from portal.excel import UnusableFile, layout
 from portal.excel.errors_workbook import error_filename, layout_mode
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
+from portal.web.errors import back_with_message
 from portal.web.files import posted_file, xlsx_response
 from portal.workflow.engine import pending_counts_by_node
-from portal.workflow.errors import NotFound, WorkflowError
+from portal.workflow.errors import WorkflowError
 
 bp = Blueprint("imports", __name__)
 SHOWN_PROBLEMS = 500
-
-
-def _node_or_404(node_id):
-    try:
-        return get_node(node_id)
-    except NotFound:
-        abort(404)
-
-
-def _batch_or_404(batch_id):
-    try:
-        return visible_batch(current_user, batch_id)
-    except NotFound:
-        abort(404)
 
 
 def _posted_file():
@@ -54,13 +41,13 @@ def index():
 @bp.get("/nodes/<int:node_id>/import")
 @login_required
 def node_page(node_id):
-    return render_template("imports/node.html", node=_node_or_404(node_id), modes=layout.MODES)
+    return render_template("imports/node.html", node=get_node(node_id), modes=layout.MODES)
 
 
 @bp.get("/nodes/<int:node_id>/template")
 @login_required
 def template(node_id):
-    node = _node_or_404(node_id)
+    node = get_node(node_id)
     mode = _mode_or_400(request.args.get("mode", "single"))
     content = build_template(current_user, node, mode, str(get_locale() or "en"))
     db.session.rollback()
@@ -88,7 +75,7 @@ def _keep(node, mode, *, batch=None):
 @bp.post("/nodes/<int:node_id>/import")
 @login_required
 def upload(node_id):
-    node = _node_or_404(node_id)
+    node = get_node(node_id)
     mode = _mode_or_400(request.form.get("mode", "single"))
     try:
         return _keep(node, mode)
@@ -101,14 +88,12 @@ def upload(node_id):
 @bp.get("/imports/<int:upload_id>")
 @login_required
 def preview(upload_id):
-    kept = _kept_or_404(upload_id)
-    node = _node_or_404(kept.node_id)
+    kept = imports.kept_upload(current_user, upload_id)
+    node = get_node(kept.node_id)
     try:
         upload, source, checked = imports.inspect(current_user, node, kept.mode, kept.content)
     except WorkflowError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("imports.node_page", node_id=node.id))
+        return back_with_message(exc, url_for("imports.node_page", node_id=node.id))
     summary = imports.preview(checked, upload.skipped)
     db.session.rollback()
     return render_template(
@@ -117,24 +102,15 @@ def preview(upload_id):
         importable=sum(1 for c in checked if c.importable))
 
 
-def _kept_or_404(upload_id):
-    try:
-        return imports.kept_upload(current_user, upload_id)
-    except NotFound:
-        abort(404)
-
-
 @bp.post("/imports/<int:upload_id>/confirm")
 @login_required
 def confirm(upload_id):
-    kept = _kept_or_404(upload_id)
-    node = _node_or_404(kept.node_id)
+    kept = imports.kept_upload(current_user, upload_id)
+    node = get_node(kept.node_id)
     try:
         batch = imports.create_import_batch(current_user, node, kept.mode, kept.content)
     except WorkflowError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("imports.preview", upload_id=upload_id))
+        return back_with_message(exc, url_for("imports.preview", upload_id=upload_id))
     db.session.delete(kept)
     db.session.commit()
     imports.start(batch)
@@ -145,7 +121,7 @@ def confirm(upload_id):
 @bp.post("/imports/<int:upload_id>/discard")
 @login_required
 def discard(upload_id):
-    kept = _kept_or_404(upload_id)
+    kept = imports.kept_upload(current_user, upload_id)
     node_id = kept.node_id
     db.session.delete(kept)
     db.session.commit()
@@ -155,7 +131,7 @@ def discard(upload_id):
 @bp.get("/batches/<int:batch_id>/error-file")
 @login_required
 def error_file(batch_id):
-    batch = _batch_or_404(batch_id)
+    batch = visible_batch(current_user, batch_id)
     if batch.error_file is None:
         abort(404)
     return xlsx_response(batch.error_file.content, error_filename(batch))
@@ -165,7 +141,7 @@ def error_file(batch_id):
 @login_required
 def corrections(batch_id):
     """Upload the corrected error workbook of a batch: its rows are retried in a new batch."""
-    batch = _batch_or_404(batch_id)
+    batch = visible_batch(current_user, batch_id)
     if request.method == "GET":
         return render_template("imports/corrections.html", batch=batch)
     try:
