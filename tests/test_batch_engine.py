@@ -216,3 +216,14 @@ def test_a_lane_goes_on_while_nothing_waits_and_ends_when_something_does(factory
         assert (result.processed, result.more) == (1, True)  # its time is up after a slice
     finally:
         app.config["BATCH_LANE_MAX_SECONDS"] = limit
+
+
+def test_create_batch_reports_every_problem_at_once(factory):
+    users = factory.standard()
+    node = factory.tasks(1, starter=users["admin"])[0].node
+    with pytest.raises(ValidationFailed) as caught:
+        creation.create_batch(users["alice"], node, task_ids=[], action="approve",
+                              form={"amount": "abc"}, concurrency="99")
+    assert set(caught.value.errors) == {"concurrency", "amount", "category", "task_ids"}
+    db.session.rollback()
+    assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 0

@@ -125,17 +125,35 @@ def preview(user, node, task_ids):
     return {"total": len(task_ids), "eligible": counts.pop("eligible", 0), "reasons": counts}
 
 
-def _concurrency(value):
-    default = current_app.config["BATCH_CONCURRENCY"]
+MAX_CONCURRENCY = 50
+
+
+def _concurrency(value, errors):
+    """The batch's concurrency (the default when not given); a problem goes
+    into ``errors``."""
     if value in (None, ""):
-        return default
+        return current_app.config["BATCH_CONCURRENCY"]
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValidationFailed({"concurrency": _("Enter a whole number.")})
-    if not 1 <= number <= 50:
-        raise ValidationFailed({"concurrency": _("Between 1 and 50.")})
+        errors["concurrency"] = _("Enter a whole number.")
+        return None
+    if not 1 <= number <= MAX_CONCURRENCY:
+        errors["concurrency"] = _("Between 1 and %(n)s.", n=MAX_CONCURRENCY)
     return number
+
+
+def _checked_decision(node, mode, action, comment, form, errors):
+    """The cleaned shared form (form mode) or None; problems go into ``errors``.
+    An import's rows carry their own decisions; its batch-wide ones are optional."""
+    if mode != "form":
+        errors.update(check_decision(action, comment) if action is not None else {})
+        return None
+    try:
+        return validate_decision(node, action, comment, form)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+        return None
 
 
 def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, concurrency=None,
@@ -143,24 +161,22 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     """Create the batch and its items; returns the batch (status pending).
 
     ``rows`` (imports) maps a task id to its own decision:
-    ``{"post_data": {...}, "source_ref": "..."}`` or, for rows that did not
+    ``{"decision": {...}, "source_ref": "..."}`` or, for rows that did not
     parse, ``{"error": "...", "field_errors": {...}, "source_ref": "..."}``.
     """
-    concurrency = _concurrency(concurrency)
-    if mode == "form":
-        cleaned_form = validate_decision(node, action, comment, form)
-    else:
-        errors = check_decision(action, comment) if action is not None else {}
-        if errors:
-            raise ValidationFailed(errors)
-        cleaned_form = None
+    errors = {}
+    concurrency = _concurrency(concurrency, errors)
+    cleaned_form = _checked_decision(node, mode, action, comment, form, errors)
     if not task_ids:
-        raise ValidationFailed({"task_ids": _("Choose at least one task.")})
-    check_batch_size(len(task_ids))
+        errors["task_ids"] = _("Choose at least one task.")
+    elif len(task_ids) > max_batch_size():
+        errors["task_ids"] = _("At most %(n)s tasks per batch.", n=max_batch_size())
+    if errors:  # every problem at once, before anything is written
+        raise ValidationFailed(errors)
 
     now = utcnow()
-    batch = Batch(app_version_id=node.process_id, node_id=node.id, status="pending", mode=mode,
-                  action=action, comment=comment or None, post_data=cleaned_form, filter=filter,
+    batch = Batch(process_id=node.process_id, node_id=node.id, status="pending", mode=mode,
+                  action=action, comment=comment or None, shared_form=cleaned_form, filter=filter,
                   concurrency=concurrency, created_by_id=user.id, created_at=now, updated_at=now,
                   source_batch_id=source_batch_id)
     db.session.add(batch)
@@ -174,7 +190,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     for task_id, reason in classify(user, node, task_ids, lock=True):
         row = rows.get(task_id, {}) if reason != "duplicate" else {}
         item = {"batch_id": batch.id, "task_id": task_id, "source_ref": row.get("source_ref"),
-                "post_data": row.get("post_data"), "retry_count": 0, "attempts": 0}
+                "decision": row.get("decision"), "retry_count": 0, "attempts": 0}
         if reason is not None:
             if reason not in messages:
                 messages[reason] = reason_message(reason)

@@ -22,7 +22,6 @@ from portal.extensions import db
 from portal.models import Node
 from portal.web.args import id_arg, id_list
 from portal.web.errors import back_with_message
-from portal.workflow.engine import validate_decision
 from portal.workflow.errors import Conflict, ValidationFailed
 
 bp = Blueprint("batches", __name__)
@@ -120,16 +119,6 @@ def _submitted_form(node, values):
     return data
 
 
-def _decision_errors(node, decision):
-    """Every field error of the decision, so that a concurrency error found
-    first does not hide them."""
-    try:
-        validate_decision(node, decision["action"], decision["comment"], decision["form"])
-    except ValidationFailed as exc:
-        return exc.errors
-    return {}
-
-
 def _render_new(selection, task_ids, errors=None, status=200):
     preview = creation.preview(current_user, selection.node, task_ids) if task_ids else None
     values = request.form if request.method == "POST" else {}
@@ -159,9 +148,7 @@ def new():
             filter={"title_contains": selection.query} if selection.all_matching else None)
     except ValidationFailed as exc:
         db.session.rollback()
-        errors = dict(exc.errors)
-        errors.update(_decision_errors(selection.node, decision))
-        return _render_new(selection, task_ids, errors, 422)
+        return _render_new(selection, task_ids, exc.errors, 422)
     db.session.commit()
     dispatch.start(batch)
     flash(_("Batch %(number)s created.", number=batch.number), "success")
