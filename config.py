@@ -12,6 +12,11 @@ def _int_env(name, default):
     return int(value) if value not in (None, "") else default
 
 
+def _bool_env(name):
+    """1/true/yes/on (any case) is true; unset, empty and anything else false."""
+    return (os.environ.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def normalize_database_url(url):
     """Accept plain ``postgresql://`` URLs and route them to psycopg 3."""
     if url.startswith("postgres://"):
@@ -46,7 +51,14 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     BABEL_DEFAULT_LOCALE = "en"
     LANGUAGES = ("en", "zh_CN")
+    # Login attempts per client address, and per submitted user name whatever
+    # the address (behind a proxy, or from many machines).
     LOGIN_RATE_LIMIT = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT = "5 per minute; 30 per hour"
+    # A login session unused this long ends (0: only logout, a password change
+    # or disabling ends it); its last use is written at most this often.
+    SESSION_IDLE_HOURS = 12
+    SESSION_TOUCH_SECONDS = 60
     PASSWORD_HASH_METHOD = "scrypt"
     TASK_LOCK_MINUTES = 15
     # How long a worker may hold an item before another may reclaim it.
@@ -77,5 +89,17 @@ class Config:
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),
+            LOGIN_RATE_LIMIT=os.environ.get("LOGIN_RATE_LIMIT") or cls.LOGIN_RATE_LIMIT,
+            LOGIN_ACCOUNT_RATE_LIMIT=(os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT")
+                                      or cls.LOGIN_ACCOUNT_RATE_LIMIT),
+            SESSION_IDLE_HOURS=_int_env("SESSION_IDLE_HOURS", cls.SESSION_IDLE_HOURS),
+            # Served over HTTPS: cookies are never sent over plain HTTP.
+            SESSION_COOKIE_SECURE=_bool_env("SESSION_COOKIE_SECURE"),
+            REMEMBER_COOKIE_SECURE=_bool_env("SESSION_COOKIE_SECURE"),
+            # Behind a reverse proxy: how many proxies' X-Forwarded-* headers to
+            # trust (0 = none, the default: a client could forge them).
+            PROXY_FIX_X_FOR=_int_env("PROXY_FIX_X_FOR", 0),
+            PROXY_FIX_X_PROTO=_int_env("PROXY_FIX_X_PROTO", 0),
+            PROXY_FIX_X_HOST=_int_env("PROXY_FIX_X_HOST", 0),
         )
         return settings

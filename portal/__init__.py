@@ -2,6 +2,7 @@
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config
 
@@ -15,6 +16,7 @@ def create_app(overrides=None):
     if overrides:
         app.config.update(overrides)
     _configure_rate_limit_storage(app)
+    _trust_proxy_headers(app)
 
     from portal import extensions
     extensions.init_app(app)
@@ -33,6 +35,17 @@ def create_app(overrides=None):
     from portal.cli import register_cli
     register_cli(app)
     return app
+
+
+def _trust_proxy_headers(app):
+    """Behind a reverse proxy, take the client's address and scheme from the
+    X-Forwarded-* headers of as many proxies as configured (none by default:
+    without a proxy a client could forge them). Login rate limits then count
+    per client, and ``request.is_secure`` is true behind an HTTPS proxy."""
+    x_for, x_proto, x_host = (app.config.get(name, 0) for name in (
+        "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST"))
+    if x_for or x_proto or x_host:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=x_for, x_proto=x_proto, x_host=x_host)
 
 
 def _configure_rate_limit_storage(app):

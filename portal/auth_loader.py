@@ -1,9 +1,13 @@
-"""How a request finds its user: the session cookie (Flask-Login) or an API token."""
-from flask import request
+"""How a request finds its user: the session cookie (Flask-Login) or an API token.
 
+The cookie names a login session row (see ``portal.accounts``), not the user,
+so a session ended on the server is ended for every copy of its cookie.
+"""
+from flask import current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from portal import accounts
 from portal.extensions import db, login_manager
-from portal.models import ApiToken, User
-from portal.models.base import utcnow
 
 
 def init_app(app):
@@ -11,23 +15,35 @@ def init_app(app):
     login_manager.login_message_category = "warning"
 
     @login_manager.user_loader
-    def load_user(user_id):
-        user = db.session.get(User, int(user_id))
-        return user if user is not None and not user.disabled else None
+    def load_user(session_key):
+        row = accounts.live_session(session_key)
+        if row is None:
+            return None
+        if accounts.touch_due(row):
+            g.login_session_touch = session_key
+        return row.user
+
+    @app.after_request
+    def _touch_login_session(response):
+        """Record the session's last use once the view is done, in a transaction
+        of its own: the view's uncommitted work, if any, is dropped as it would
+        be at teardown, never committed by this."""
+        key = g.pop("login_session_touch", None)
+        if key is not None:
+            db.session.rollback()
+            try:
+                accounts.touch_session(key)
+                db.session.commit()
+            except SQLAlchemyError:  # best effort: the answer is ready, send it
+                db.session.rollback()
+                current_app.logger.warning("could not record a login session's last use",
+                                           exc_info=True)
+        return response
 
 
 def user_from_bearer_token():
-    """The enabled user whose token is in ``Authorization: Bearer``, else None."""
+    """The enabled user whose live token is in ``Authorization: Bearer``, else None."""
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
         return None
-    token = header[7:].strip()
-    if not token:
-        return None
-    row = db.session.execute(
-        db.select(ApiToken).where(ApiToken.token_hash == ApiToken.digest(token))
-    ).scalar_one_or_none()
-    if row is None or row.user.disabled:
-        return None
-    row.last_used_at = utcnow()
-    return row.user
+    return accounts.token_user(header[7:].strip())

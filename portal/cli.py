@@ -62,14 +62,53 @@ def user_create(name, role, password, workflow_roles):
 
 @user_cli.command("token")
 @click.argument("name")
-def user_token(name):
+@click.option("--name", "token_name", default="", help="What the token is for, e.g. 'nightly import'.")
+@click.option("--expires-days", type=int, default=None,
+              help="The token stops working after this many days (default: never).")
+def user_token(name, token_name, expires_days):
     """Print a new API token for NAME (only its hash is stored)."""
     try:
-        token = accounts.issue_token(accounts.require_user(name))
+        token = accounts.issue_token(accounts.require_user(name), token_name, expires_days)
         db.session.commit()
     except WorkflowError as exc:
+        db.session.rollback()
         _fail(exc)
     click.echo(token)
+
+
+def _when(value):
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@user_cli.command("tokens")
+@click.argument("name")
+def user_tokens(name):
+    """List NAME's API tokens: id, status, name, created, expires, last used (UTC)."""
+    try:
+        tokens = accounts.list_tokens(accounts.require_user(name))
+    except WorkflowError as exc:
+        _fail(exc)
+    if not tokens:
+        click.echo(f"{name} has no API tokens")
+        return
+    click.echo("id\tstatus\tname\tcreated\texpires\tlast used")
+    for token in tokens:
+        click.echo("\t".join([str(token.id), token.status(), token.name or "-",
+                              _when(token.created_at), _when(token.expires_at),
+                              _when(token.last_used_at)]))
+
+
+@user_cli.command("revoke-token")
+@click.argument("token_id", type=int)
+def user_revoke_token(token_id):
+    """Revoke one API token by its id (see ``user tokens NAME``); it stays revoked."""
+    try:
+        token = accounts.revoke_token(token_id)
+        db.session.commit()
+    except WorkflowError as exc:
+        db.session.rollback()
+        _fail(exc)
+    click.echo(f"token {token.id} of {token.user.username} revoked")
 
 
 def _set_disabled(name, disabled):

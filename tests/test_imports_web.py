@@ -59,7 +59,7 @@ def test_node_page_offers_both_templates(client, env):
 
 def test_template_follows_the_page_language(client, env):
     users, tasks, node, data = env
-    client.get("/lang/zh_CN")
+    client.post("/lang/zh_CN", data={"csrf_token": csrf_token(client, "/")})
     book = openpyxl.load_workbook(io.BytesIO(client.get(
         f"/nodes/{node.id}/template?mode=single").data))
     assert {r[0]: r[1] for r in book[META_SHEET].iter_rows(values_only=True)}["locale"] == "zh_CN"

@@ -48,7 +48,9 @@ def test_disabled_user_cannot_log_in(client, factory):
     db.session.commit()
     response = login(client, "carol")
     assert response.status_code == 200
-    assert "This account is disabled." in response.get_data(as_text=True)
+    # the same message as a wrong password: a disabled account is not revealed
+    assert "Wrong user name or password." in response.get_data(as_text=True)
+    assert "disabled" not in response.get_data(as_text=True)
     assert client.get("/").status_code == 302
 
 
@@ -92,24 +94,32 @@ def test_post_without_csrf_token_is_rejected(client, factory):
     assert client.get("/").status_code == 200  # still logged in
 
 
+def _switch_language(client, code, next_url=None, page="/login"):
+    """The navbar's language form on ``page``: a POST with the CSRF token."""
+    data = {"csrf_token": csrf_token(client, page)}
+    if next_url is not None:
+        data["next"] = next_url
+    return client.post(f"/lang/{code}", data=data)
+
+
 def test_language_switch_sets_session_and_redirects_locally(client, factory):
     factory.standard()
-    response = client.get("/lang/zh_CN?next=/login")
+    response = _switch_language(client, "zh_CN", "/login")
     assert response.status_code == 302 and response.headers["Location"] == "/login"
     with client.session_transaction() as session:
         assert session["lang"] == "zh_CN"
     assert "登录" in client.get("/login").get_data(as_text=True)
-    response = client.get("/lang/en?next=https://evil.example/")
-    assert response.headers["Location"] == "/"
-    assert client.get("/lang/fr").status_code == 404
+    response = _switch_language(client, "en", "https://evil.example/")
+    assert response.headers["Location"] == "/login"  # not logged in: the login page
+    assert _switch_language(client, "fr").status_code == 404
 
 
 def test_language_survives_login_and_is_remembered_for_the_user(client, factory):
     users = factory.standard()
-    client.get("/lang/zh_CN")
+    _switch_language(client, "zh_CN")
     login(client, "alice")
     assert "我的待办" in client.get("/").get_data(as_text=True)
-    client.get("/lang/en")
+    _switch_language(client, "en", page="/")
     from portal.extensions import db
     db.session.refresh(users["alice"])
     assert users["alice"].locale == "en"

@@ -502,7 +502,7 @@ def test_pages_render_in_chinese(client, factory):
     tasks = factory.tasks(1, starter=users["admin"])
     batch = factory.batch(users["alice"], tasks)
     login(client, "alice")
-    client.get("/lang/zh_CN")
+    client.post("/lang/zh_CN", data={"csrf_token": csrf_token(client, "/")})
     for url in ("/batches", f"/batches/{batch.id}", _new_url(tasks[0].node_id, [tasks[0].id])):
         response = client.get(url)
         assert response.status_code == 200, url

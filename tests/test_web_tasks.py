@@ -109,9 +109,10 @@ def test_task_page_renders_each_field_type(client, factory):
     assert "data-add-row" in page
     assert 'name="action" value="approve"' in page and 'name="action" value="reject"' in page
     assert 'name="comment"' in page and 'name="signer"' in page
-    # opening the task took its lock
+    # opening the task (a GET) takes no lock; the page offers to take it
     db.session.refresh(task)
-    assert task.lock_holder_id is not None
+    assert task.lock_holder_id is None and task.lock_expires_at is None
+    assert 'id="take-form"' in page
 
 
 def test_approve_through_the_form(client, factory):
@@ -271,7 +272,7 @@ def test_task_page_and_field_errors_in_chinese(client, factory):
     factory.standard(tasks=1)
     task = _first_task()
     login(client, "alice")
-    client.get("/lang/zh_CN")
+    client.post("/lang/zh_CN", data={"csrf_token": csrf_token(client, "/")})
     home = client.get("/").get_data(as_text=True)
     assert "<h1" in home and "我的待办" in home and "等待我加签的任务" in home
     data = _approve_form(client, task.id, amount="", category="")

@@ -1,5 +1,5 @@
 """Database models, one module per aggregate."""
-from portal.models.users import ApiToken, User, ROLES  # noqa: F401
+from portal.models.users import ApiToken, User, UserSession, ROLES  # noqa: F401
 from portal.models.workflow import (  # noqa: F401
     Countersign, History, Instance, Node, ProcessDefinition, Task)
 from portal.models.batches import (  # noqa: F401

@@ -1,4 +1,5 @@
-"""Admin pages: process definitions, users, instances (suspend/resume) and health.
+"""Admin pages: process definitions, users (passwords, API tokens), instances
+(suspend/resume) and health.
 
 Only administrators get in: anonymous visitors are sent to the login page and
 logged-in users without the admin role get 403.
@@ -18,12 +19,14 @@ from portal import accounts
 from portal.extensions import db, login_manager
 from portal.jobs.scheduler import last_beat
 from portal.models import Instance, ProcessDefinition, Task, User
+from portal.models.base import utcnow
 from portal.queueing import get_redis
 from portal.web.auth import is_local_path
-from portal.web.forms import ProcessUploadForm, UserCreateForm, UserEditForm
+from portal.web.args import id_arg
+from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine
 from portal.workflow.definitions import load_definition
-from portal.workflow.errors import ValidationFailed, WorkflowError
+from portal.workflow.errors import NotFound, ValidationFailed, WorkflowError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -43,8 +46,8 @@ def _admins_only():
 
 
 def _page_arg():
-    page = request.args.get("page", 1, type=int)
-    return page if page and page > 0 else 1
+    """``?page=``: 1 when absent; a whole number up to 2**31-1, else a 400."""
+    return id_arg("page") or 1
 
 
 # --- process definitions -------------------------------------------------------------------
@@ -183,6 +186,55 @@ def enable_user(user_id):
     db.session.commit()
     flash(_("User %(name)s enabled.", name=user.username), "success")
     return redirect(url_for("admin.users"))
+
+
+def _render_user(user, reset_form=None, status=200):
+    return render_template("admin/user.html", user=user, tokens=accounts.list_tokens(user),
+                           sessions=accounts.count_sessions(user), now=utcnow(),
+                           reset_form=reset_form or PasswordResetForm(formdata=None)), status
+
+
+@bp.route("/users/<int:user_id>")
+def show_user(user_id):
+    """One user: password reset, API tokens (revoke one by one), open sessions."""
+    return _render_user(_user_or_404(user_id))
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+def reset_password(user_id):
+    """Set a user's password; every session of theirs ends. One's own password
+    is changed on the account page, where the current one is asked for."""
+    user = _user_or_404(user_id)
+    if user.id == current_user.id:
+        flash(_("Change your own password on your account page."), "error")
+        return redirect(url_for("auth.change_password"))
+    form = PasswordResetForm()
+    if not form.validate():
+        return _render_user(user, reset_form=form, status=400)
+    try:
+        accounts.reset_password(user, form.password.data)
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        form.password.errors.extend(exc.errors.values())
+        return _render_user(user, reset_form=form, status=400)
+    flash(_("The password of %(name)s was changed; their sessions were logged out.",
+            name=user.username), "success")
+    return redirect(url_for("admin.show_user", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/tokens/<int:token_id>/revoke", methods=["POST"])
+def revoke_token(user_id, token_id):
+    user = _user_or_404(user_id)
+    try:
+        token = accounts.revoke_token(token_id, user=user)
+        db.session.commit()
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    flash(_("API token %(id)s of %(name)s is revoked.", id=token.id, name=user.username),
+          "success")
+    return redirect(url_for("admin.show_user", user_id=user.id))
 
 
 # --- instances -------------------------------------------------------------------------------

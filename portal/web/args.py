@@ -9,7 +9,8 @@ import re
 
 from flask import abort, request
 from flask_babel import gettext as _
-from werkzeug.routing import IntegerConverter
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter, ValidationError
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 _ID_TEXT = re.compile(r"[0-9]{1,10}")  # ASCII digits: int() also takes "²" and "١"
@@ -20,6 +21,14 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, url_map, fixed_digits=0, min=1, max=MAX_ID, signed=False):
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+    def to_python(self, value):
+        # Out of range names no row: a 404 even where a route of another method
+        # has the same shape (werkzeug would go on matching and answer 405).
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            raise NotFound()
 
 
 def init_app(app):

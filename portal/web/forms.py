@@ -13,10 +13,10 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import (BooleanField, FieldList, FormField, PasswordField, SelectField,
                      StringField, TextAreaField)
 from wtforms.form import BaseForm
-from wtforms.validators import DataRequired, Length, Regexp, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import DateInput, NumberInput
 
-from portal.accounts import find_user
+from portal.accounts import MIN_PASSWORD_LENGTH, find_user
 from portal.models.users import ROLES
 from portal.workflow.engine import MAX_COMMENT
 
@@ -30,6 +30,27 @@ class LoginForm(FlaskForm):
                            render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField(_l("Password"), validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
+
+
+def _new_password_validators():
+    return [DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least 8 characters."))]
+
+
+class PasswordChangeForm(FlaskForm):
+    """A user's own password: the current one first, the new one twice."""
+    old_password = PasswordField(_l("Current password"), validators=[DataRequired()],
+                                 render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField(_l("New password"), validators=_new_password_validators(),
+                                 render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("New password again"), validators=[
+        DataRequired(), EqualTo("new_password", message=_l("The two new passwords differ."))],
+        render_kw={"autocomplete": "new-password"})
+
+
+class PasswordResetForm(FlaskForm):
+    """An administrator sets someone's password."""
+    password = PasswordField(_l("New password"), validators=_new_password_validators(),
+                             render_kw={"autocomplete": "new-password"})
 
 
 class DecisionForm(FlaskForm):

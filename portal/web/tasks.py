@@ -1,12 +1,15 @@
-"""My tasks, the task page (approve, reject, countersign, sign, recall) and the instance page.
+"""My tasks, the task page (take, approve, reject, countersign, sign, recall) and the instance page.
 
 Views are thin: they read the request, call ``portal.workflow.engine`` and
 commit. Engine errors become a 404 (missing or not visible), field errors
-next to their inputs (validation) or a flash (state conflicts).
+next to their inputs (validation) or a flash (state conflicts). Opening a
+task changes nothing: its lock is taken by the "Take this task" button (a
+POST) or by the decision or countersign request itself.
 """
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
@@ -16,6 +19,7 @@ from portal.models import Countersign, History, Instance, Node, Task
 from portal.models.base import utcnow
 from portal.workflow import engine
 from portal.workflow.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
+from portal.web.args import id_arg
 from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
                               node_form_values)
 
@@ -77,11 +81,6 @@ def _visible_instance_or_404(instance_id):
 
 # --- My tasks ------------------------------------------------------------------------------
 
-def _int_arg(name):
-    value = request.args.get(name, type=int)
-    return value if value is not None and value > 0 else None
-
-
 def _processes(all_counts):
     """[(key, name, pending)] of the processes the user has pending tasks in."""
     totals = {}
@@ -106,9 +105,9 @@ def _awaiting_my_signature(user):
 @bp.route("/")
 def index():
     process_key = request.args.get("process") or None
-    node_id = _int_arg("node_id")
+    node_id = id_arg("node_id")  # ids and pages beyond 32 bits are a 400
     title_query = (request.args.get("q") or "").strip()
-    page = _int_arg("page") or 1
+    page = id_arg("page") or 1
 
     all_counts = engine.pending_counts_by_node(current_user)
     counts = [(n, c) for n, c in all_counts if process_key is None or n.process.key == process_key]
@@ -151,9 +150,11 @@ def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
     can_decide = blocked is None
     shown_reason = blocked if blocked not in (None, "not_yours", "gone") else None
     node = task.node
+    flags = task_flags(task, current_user)
     return render_template(
         "tasks/show.html", task=task, instance=task.instance, node=node,
-        flags=task_flags(task, current_user), can_decide=can_decide,
+        flags=flags, can_decide=can_decide, can_take=can_decide and not flags.locked_by_me,
+        lock_minutes=current_app.config["TASK_LOCK_MINUTES"],
         blocked_message=CONFLICT_MESSAGES[shown_reason] if shown_reason else None,
         node_form=node_form or build_node_form(
             node.fields, data=task.form or task.instance.data or {}),
@@ -167,14 +168,23 @@ def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
 
 @bp.route("/tasks/<int:task_id>")
 def show(task_id):
-    task = _visible_task_or_404(task_id)
-    if task.status == "pending" and engine.can_act(current_user, task):
-        try:
-            engine.take_task(task_id, current_user)  # open = hold the lock for a while
-            db.session.commit()
-        except WorkflowError:
-            db.session.rollback()  # locked by someone else: the page says so
-    return _render_task(task)
+    """The task as it is; reading it takes no lock (a GET changes nothing)."""
+    return _render_task(_visible_task_or_404(task_id))
+
+
+@bp.route("/tasks/<int:task_id>/take", methods=["POST"])
+def take(task_id):
+    """Hold the task's lock for TASK_LOCK_MINUTES so no one else acts on it meanwhile."""
+    _visible_task_or_404(task_id)
+    try:
+        task = engine.take_task(task_id, current_user)
+        db.session.commit()
+    except WorkflowError as exc:
+        return _conflict(exc, task_id)
+    if task.status == "pending" and task.lock_holder_id == current_user.id:
+        flash(_("You hold this task for %(minutes)s minutes: no one else can act on it meanwhile.",
+                minutes=current_app.config["TASK_LOCK_MINUTES"]), "success")
+    return redirect(url_for("tasks.show", task_id=task_id))
 
 
 def _conflict(exc, task_id):
@@ -268,7 +278,7 @@ def recallable_task(instance, user):
     """The task ``user`` approved last, when recalling it would succeed now, else None.
 
     Mirrors ``engine.recall``: the instance runs, and the one task after it is
-    pending and untouched (not opened, no countersign).
+    pending and untouched (not taken, no countersign).
     """
     if instance.status != "running" or instance.suspended or len(instance.tasks) < 2:
         return None

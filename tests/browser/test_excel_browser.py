@@ -51,7 +51,10 @@ def test_template_upload_preview_confirm_and_error_workbook(page, factory, langu
     approve = layout.ACTION_LABELS[language][0]
     browser_login(page, "alice")
     page.wait_for_url(re.compile(r"/$"))
-    page.goto(f"{page.base}/lang/{language}?next=/nodes/{node_id}/import")
+    page.goto(f"{page.base}/nodes/{node_id}/import")
+    page.click("#lang-menu")
+    with page.expect_navigation():
+        page.click(f"form[data-language={language}] [type=submit]")
 
     name, template = _download(page, "#template-single")
     assert name == f"template-node{node_id}-single.xlsx"

@@ -69,7 +69,7 @@ def test_approve_a_task_in_chinese(page, factory):
     browser_login(page, "alice")
     page.wait_for_url(page.base + "/")
     page.click("#lang-menu")
-    page.get_by_role("link", name="简体中文").click()
+    page.get_by_role("button", name="简体中文").click()  # a POST form, not a link
     page.wait_for_url(page.base + "/")
     assert page.locator("h1").inner_text() == "我的待办"
     assert page.locator("#lang-menu").inner_text() == "中文"
