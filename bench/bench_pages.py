@@ -31,7 +31,7 @@ def _build(user, node, items):
     ids = bulk_tasks(node, 1000, "Other")
     creation.create_batch(user, node, task_ids=ids, action="approve", form={"amount": 1, "category": "Travel"})
     now = utcnow()
-    batch = Batch(app_version_id=node.process_id, node_id=node.id, status="finished", mode="single",
+    batch = Batch(process_id=node.process_id, node_id=node.id, status="finished", mode="single",
                   action="approve", concurrency=5, created_by_id=user.id, created_at=now,
                   updated_at=now, started_at=now, finished_at=now, total=items)
     db.session.add(batch)

@@ -44,7 +44,7 @@ def test_single_mode_batch_carries_each_rows_own_decision(client, env):
     assert [i.source_ref for i in items] == ["row 2", "row 3", "row 4", "row 5", None]
     failed = items[2]
     assert failed.status == "import_failed" and set(failed.field_errors) == {"amount", "category"}
-    assert "Amount" in failed.error and failed.post_data["form"]["amount"] == "ten"
+    assert "Amount" in failed.error and failed.decision["form"]["amount"] == "ten"
     assert items[4].status == "ignored" and items[4].error_kind == "duplicate"
     locked = db.session.get(Task, tasks[2].id)
     assert locked.lock_batch_id is None          # an import_failed task stays free

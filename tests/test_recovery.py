@@ -237,9 +237,9 @@ def test_validation_user_and_ignored_outcomes_are_never_retried_automatically(
     tasks = factory.tasks(3, starter=users["admin"])
     engine.set_suspended(tasks[2].instance_id, users["admin"], True)
     db.session.commit()
-    rows = {tasks[0].id: {"post_data": {"action": "approve", "form": {"amount": "lots"}}},
-            tasks[1].id: {"post_data": {"action": "approve", "form": GOOD_FORM}},
-            tasks[2].id: {"post_data": {"action": "approve", "form": GOOD_FORM}}}
+    rows = {tasks[0].id: {"decision": {"action": "approve", "form": {"amount": "lots"}}},
+            tasks[1].id: {"decision": {"action": "approve", "form": GOOD_FORM}},
+            tasks[2].id: {"decision": {"action": "approve", "form": GOOD_FORM}}}
     batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=list(rows),
                                   mode="single", rows=rows)
     db.session.commit()

@@ -144,7 +144,7 @@ def test_confirming_creates_the_batch_and_hands_it_to_the_workers(client, factor
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/batches/{batch.id}")
     assert (batch.total, batch.pending, batch.concurrency, batch.mode) == (4, 4, 2, "form")
-    assert batch.post_data == {"amount": 12.5, "category": "Travel", "urgent": True,
+    assert batch.shared_form == {"amount": 12.5, "category": "Travel", "urgent": True,
                                "paid_on": "2026-02-03"}
     assert batch.comment == "checked by the batch page"
     assert get_queue().count == dispatch.lanes_for(batch) >= 1   # lanes for the workers

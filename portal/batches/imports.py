@@ -37,7 +37,7 @@ KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads
 class Checked:
     entry: reader.Entry
     errors: dict                 # field key -> message (reading and validation)
-    post_data: dict              # cleaned when valid, as written when not
+    decision: dict               # cleaned when valid, as written when not
     reason: str | None = None    # why the task cannot be taken (classify)
     importable: bool = True      # False: no task to attach an item to
 
@@ -109,9 +109,9 @@ def check(user, node, upload, source=None):
         item.reason = reason
     for item in checked:
         if item.reason == "unavailable":
-            item.errors, item.post_data = {}, None
+            item.errors, item.decision = {}, None
             continue
-        errors, item.post_data = _validate(node, item.entry)
+        errors, item.decision = _validate(node, item.entry)
         item.errors = {**errors, **item.errors}
     return checked
 
@@ -154,7 +154,7 @@ def batch_rows(node, checked):
         task_ids.append(task_id)
         if task_id in rows:
             continue                  # a duplicate: create_batch ignores it
-        row = {"post_data": item.post_data, "source_ref": item.entry.source_ref}
+        row = {"decision": item.decision, "source_ref": item.entry.source_ref}
         if item.errors:
             row.update(error=error_summary(item.errors, labels), field_errors=item.errors)
         rows[task_id] = row

@@ -82,12 +82,12 @@ class BatchDecision:
     @classmethod
     def load(cls, batch_id):
         row = db.session.execute(db.select(
-            Batch.id, Batch.created_by_id, Batch.action, Batch.comment, Batch.post_data)
+            Batch.id, Batch.created_by_id, Batch.action, Batch.comment, Batch.shared_form)
             .where(Batch.id == batch_id)).one()
         return cls(*row)
 
-    def for_item(self, post_data):
-        data = post_data or {}
+    def for_item(self, own_decision):
+        data = own_decision or {}
         return (data.get("action", self.action), data.get("comment", self.comment),
                 data.get("form", self.form))
 
@@ -102,7 +102,7 @@ def _apply(item, decision):
     # The lane keeps the creator loaded across items; whether they are still
     # enabled is read fresh in this transaction, with the item.
     set_committed_value(creator, "disabled", item.creator_disabled)
-    action, comment, form = decision.for_item(item.post_data)
+    action, comment, form = decision.for_item(item.decision)
     with force_locale(creator.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
         try:
             decide(item.task_id, creator, action, comment, form,

@@ -29,7 +29,7 @@ def layout_mode(batch):
 
 def failed_items(batch_id):
     return db.session.execute(
-        db.select(BatchItem.task_id, BatchItem.post_data, BatchItem.error, BatchItem.field_errors)
+        db.select(BatchItem.task_id, BatchItem.decision, BatchItem.error, BatchItem.field_errors)
         .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES))
         .order_by(BatchItem.id)).all()
 
@@ -84,7 +84,7 @@ class ErrorSource:
     mode: str
     node: NodeCopy
     shared: dict                 # the batch's own decision, for form-mode items
-    rows: list                   # (task_id, post_data, error, field_errors)
+    rows: list                   # (task_id, decision, error, field_errors)
     titles: dict
 
 
@@ -98,13 +98,13 @@ def load_error_source(batch):
         batch_id=batch.id, mode=layout_mode(batch),
         node=NodeCopy(node.id, node.name, list(node.fields),
                       ProcessCopy(node.process.key, node.process.name, node.process.version)),
-        shared={"action": batch.action, "comment": batch.comment, "form": batch.post_data},
+        shared={"action": batch.action, "comment": batch.comment, "form": batch.shared_form},
         rows=rows, titles=task_titles(row[0] for row in rows))
 
 
 def task_values(source, row, locale):
-    task_id, post_data, error, field_errors = row
-    data = post_data or source.shared
+    task_id, decision, error, field_errors = row
+    data = decision or source.shared
     form = data.get("form") if isinstance(data.get("form"), dict) else {}
     values = {"task_id": task_id, "title": source.titles.get(task_id),
               "action": layout.action_label(data.get("action"), locale),

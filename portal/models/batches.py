@@ -30,13 +30,14 @@ class Batch(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(String(40), unique=True)
-    app_version_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
+    # The process version the batch was made for (its node belongs to it).
+    process_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
     node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     mode: Mapped[str] = mapped_column(String(20), default="form")
     action: Mapped[str | None] = mapped_column(String(20))
     comment: Mapped[str | None] = mapped_column(Text)
-    post_data: Mapped[dict | None] = mapped_column(JSON)  # the shared form
+    shared_form: Mapped[dict | None] = mapped_column(JSON)  # form mode: every item's form
     filter: Mapped[dict | None] = mapped_column(JSON)
     concurrency: Mapped[int] = mapped_column(default=5)
     total: Mapped[int] = mapped_column(default=0)
@@ -83,7 +84,8 @@ class BatchItem(db.Model):
     field_errors: Mapped[dict | None] = mapped_column(JSON)
     retry_count: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
-    post_data: Mapped[dict | None] = mapped_column(JSON)  # per-item form from an import
+    # This item's own {"action", "comment", "form"} (imports); None: the batch's.
+    decision: Mapped[dict | None] = mapped_column(JSON)
     source_ref: Mapped[str | None] = mapped_column(String(40))  # row number or sheet name
     lease_token: Mapped[str | None] = mapped_column(String(40))
     lease_expires_at: Mapped[datetime | None]
