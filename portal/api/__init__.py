@@ -1,13 +1,21 @@
 """The JSON API, /api/v1 (contract (docs/contract.md) section 4).
 
-Every request carries ``Authorization: Bearer <token>``; errors are
-``{"error": "..."}`` plus ``"errors": {field: message}`` for validation.
-Route modules: ``workflow`` (instances, nodes, tasks), ``batches``, ``excel``.
+Every request carries ``Authorization: Bearer <token>`` (except the public
+OpenAPI document and its viewer); errors are ``{"error": "..."}`` plus
+``"errors": {field: message}`` for validation. Each view declares its input
+and answers with ``@operation`` (``portal.api.operations``); the input is
+checked before the view runs (``portal.api.validation``) and the same
+declarations are published at ``/api/v1/openapi.json`` (``portal.api.openapi``).
+Route modules: ``workflow`` (instances, nodes, tasks), ``batches``, ``excel``,
+``openapi``.
 """
-from flask import Blueprint, g, request
+from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
+from portal.api.errors import ApiError
+from portal.api.operations import check_described, operation_of
+from portal.api.validation import check_request
 from portal.auth_loader import user_from_bearer_token
 from portal.extensions import csrf, db
 from portal.workflow.errors import WorkflowError
@@ -19,14 +27,15 @@ csrf.exempt(bp)  # token auth, no cookies: nothing for a forged request to ride 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
-class ApiError(Exception):
-    def __init__(self, status, message, errors=None):
-        super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors
+def _operation():
+    return operation_of(current_app.view_functions.get(request.endpoint))
 
 
 @bp.before_request
 def _authenticate():
+    op = _operation()
+    if op is not None and op.public:
+        return
     user = user_from_bearer_token()
     if user is None:
         raise ApiError(401, _("A valid API token is required."))
@@ -34,13 +43,21 @@ def _authenticate():
     db.session.commit()  # last_used_at
 
 
+@bp.before_request
+def _check_input():
+    """After authentication: a caller without a token learns nothing from a 400."""
+    op = _operation()
+    if op is not None and request.method != "OPTIONS":  # OPTIONS only lists the methods
+        check_request(op)
+
+
 def api_user():
     return g.api_user
 
 
 def json_body():
-    """The request's JSON object, or a 400 that says what is wrong."""
-    data = request.get_json(silent=True)
+    """The request's JSON object (parsed and checked by ``_check_input``), or a 400."""
+    data = g.get("api_json")
     if not isinstance(data, dict):
         raise ApiError(400, _("The body must be a JSON object."))
     return data
@@ -96,4 +113,6 @@ def _http_error(exc):
     return _error(exc.code, exc.description or exc.name)
 
 
-from portal.api import batches, excel, workflow  # noqa: E402,F401  (routes register on bp)
+from portal.api import batches, excel, openapi, workflow  # noqa: E402,F401  (routes register on bp)
+
+bp.record_once(check_described)  # after the routes: runs when the app registers bp

@@ -6,10 +6,11 @@ see a batch: its creator, supervisors and admins; anyone else gets a 404.
 Lists are oldest first, ``limit`` (1-500) at a time after ``cursor``.
 """
 from flask import current_app, request
-from flask_babel import gettext as _
+from flask_babel import gettext as _, lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from portal.api import ApiError, api_user, bp, json_body
+from portal.api import ApiError, api_user, bp, json_body, schemas
+from portal.api.operations import Param, Reply, operation, page_reply
 from portal.api.workflow import MAX_ID, check_form_shape, invalid, is_id, only_fields, page
 from portal.batches import access, control, creation, dispatch
 from portal.batches.serialize import batch_to_dict, item_to_dict
@@ -21,10 +22,10 @@ from portal.workflow.errors import NotFound, ValidationFailed
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
                  "concurrency"}
-TITLE_FILTER_MAX = 300  # an instance title is at most 300 characters
+TITLE_FILTER_MAX = schemas.MAX_TITLE  # an instance title is at most 300 characters
 # Retry takes the ids in one SQL IN list; more than this, and retrying every
 # failed item (no item_ids) is what the caller wants anyway.
-MAX_RETRY_IDS = 5000
+MAX_RETRY_IDS = schemas.MAX_RETRY_IDS
 
 
 # --- reading the creation request ----------------------------------------------------
@@ -99,7 +100,20 @@ def _check_concurrency(value):
         raise invalid("concurrency", _("Enter a whole number."))
 
 
+BATCH_REPLY = Reply("The batch.", schemas.wrapped("batch", "Batch"))
+LIST_PARAMS = [Param("limit", schemas.LIMIT), Param("cursor", schemas.CURSOR)]
+
+
 @bp.post("/batches")
+@operation("Create a batch", tag="Batches", body=schemas.CREATE_BATCH,
+           description="Approves (or rejects) many tasks of one node with one shared form, in "
+                       "the background. Ids that are not the caller's pending tasks there "
+                       "become ignored items with a reason. An invalid shared form creates "
+                       "nothing (422).",
+           replies={202: BATCH_REPLY}, errors=(400, 404, 413, 422),
+           messages={("task_ids", keyword): _l("Task ids must be whole numbers.")
+                     for keyword in ("type", "pattern", "minimum", "maximum")}
+           | {("task_ids", "minItems"): _l("Choose at least one task.")})
 def create_batch():
     """Approve many tasks of one node with one shared form; 202 with the new batch."""
     user = api_user()
@@ -133,6 +147,11 @@ def _batch(batch_id):
 
 
 @bp.get("/batches")
+@operation("Batches", tag="Batches",
+           query=[Param("status", {"type": "string", "enum": list(schemas.BATCH_STATUSES)}),
+                  *LIST_PARAMS],
+           replies={200: page_reply("The caller's batches (supervisors and admins: "
+                                    "everyone's), oldest first.", "batches", "Batch")})
 def list_batches():
     """The caller's batches (supervisors and admins: everyone's); ``?status=`` narrows."""
     query = access.visible_batches_query(api_user()).options(selectinload(Batch.created_by))
@@ -144,11 +163,16 @@ def list_batches():
 
 
 @bp.get("/batches/<int:batch_id>")
+@operation("A batch", tag="Batches", replies={200: BATCH_REPLY}, errors=(400, 404))
 def show_batch(batch_id):
     return {"batch": batch_to_dict(_batch(batch_id))}
 
 
 @bp.get("/batches/<int:batch_id>/items")
+@operation("A batch's items", tag="Batches",
+           query=[Param("status", {"type": "string", "enum": list(schemas.ITEM_STATUSES)},
+                        "failed includes import_failed."), *LIST_PARAMS],
+           replies={200: page_reply("Oldest first.", "items", "BatchItem")}, errors=(400, 404))
 def list_items(batch_id):
     """The batch's items; ``?status=failed`` includes items that failed at import."""
     batch = _batch(batch_id)
@@ -182,6 +206,19 @@ def _item_ids():
 
 
 @bp.post("/batches/<int:batch_id>/retry")
+@operation("Retry failed items", tag="Batches", body=schemas.RETRY, body_required=False,
+           description="Supervisors and admins. Items at BATCH_RETRY_LIMIT are not retried "
+                       "(counted in `at_limit`).",
+           replies={202: Reply("The batch and how many items were retried.", {
+               "type": "object", "required": ["batch", "retried"],
+               "properties": {"batch": schemas.ref("Batch"), "retried": schemas.COUNT,
+                              "at_limit": schemas.COUNT}})},
+           errors=(400, 403, 404, 409, 413, 422),
+           messages={(field, keyword): _l("Must be a list of item ids.")
+                     for field in ("item_ids",) for keyword in ("type", "minimum", "maximum")}
+           | {("item_ids", "maxItems"): _l(
+               "At most %(n)s item ids; send none to retry every failed item.",
+               n=schemas.MAX_RETRY_IDS)})
 def retry_batch(batch_id):
     """Supervisors and admins retry failed items (all, or ``item_ids``) under the limit."""
     user = api_user()
@@ -194,7 +231,11 @@ def retry_batch(batch_id):
     return {"batch": batch_to_dict(batch), "retried": retried, "at_limit": at_limit}, 202
 
 
+STEER_ERRORS = (400, 404, 409)
+
+
 @bp.post("/batches/<int:batch_id>/pause")
+@operation("Pause a batch", tag="Batches", replies={202: BATCH_REPLY}, errors=STEER_ERRORS)
 def pause_batch(batch_id):
     batch = control.pause(_batch(batch_id), api_user())
     db.session.commit()
@@ -202,6 +243,8 @@ def pause_batch(batch_id):
 
 
 @bp.post("/batches/<int:batch_id>/resume")
+@operation("Resume a paused batch", tag="Batches", replies={202: BATCH_REPLY},
+           errors=STEER_ERRORS)
 def resume_batch(batch_id):
     batch = control.resume(_batch(batch_id), api_user())
     db.session.commit()
@@ -210,6 +253,9 @@ def resume_batch(batch_id):
 
 
 @bp.post("/batches/<int:batch_id>/cancel")
+@operation("Cancel a batch", tag="Batches",
+           description="Pending items are cancelled; items already running finish.",
+           replies={202: BATCH_REPLY}, errors=STEER_ERRORS)
 def cancel_batch(batch_id):
     batch = control.cancel(_batch(batch_id), api_user())
     db.session.commit()

@@ -10,6 +10,8 @@ from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
 from portal.api import ApiError, api_user, bp, int_arg, json_body, paginate
+from portal.api import schemas
+from portal.api.operations import Param, Reply, operation, page_reply
 from portal.extensions import db
 from portal.models import Task
 from portal.workflow import engine
@@ -100,6 +102,11 @@ def node_to_dict(node, pending):
 # --- instances and nodes ------------------------------------------------------------
 
 @bp.post("/instances")
+@operation("Start an instance", tag="Instances", body=schemas.START_INSTANCE,
+           description="Starts the latest version of a process; answers its first tasks.",
+           replies={201: Reply("The new instance.",
+                               schemas.wrapped("instance", "StartedInstance"))},
+           errors=(400, 413, 422))
 def start_instance():
     body = json_body()
     only_fields(body, {"process", "title", "data"})
@@ -110,6 +117,11 @@ def start_instance():
 
 
 @bp.get("/nodes")
+@operation("Nodes with pending tasks", tag="Nodes",
+           query=[Param("process", {"type": "string"}, "Only this process (its key).")],
+           replies={200: Reply("Nodes where the caller has pending tasks, with how many.", {
+               "type": "object", "required": ["nodes"],
+               "properties": {"nodes": {"type": "array", "items": schemas.ref("Node")}}})})
 def list_nodes():
     """Nodes where the caller has pending tasks, with how many; ``?process=key`` narrows."""
     process_key = request.args.get("process") or None
@@ -123,6 +135,14 @@ TASK_STATUSES = ("pending", "done")
 
 
 @bp.get("/tasks")
+@operation("The caller's tasks", tag="Tasks",
+           query=[Param("node_id", schemas.ID, "Only tasks at this node."),
+                  Param("status", {"type": "string", "enum": list(schemas.TASK_LIST_STATUSES),
+                                   "default": "pending"},
+                        "pending: tasks the caller may handle now; done: tasks the caller "
+                        "completed."),
+                  Param("limit", schemas.LIMIT), Param("cursor", schemas.CURSOR)],
+           replies={200: page_reply("Oldest first, `limit` at a time.", "tasks", "Task")})
 def list_tasks():
     """The caller's tasks, oldest first, ``limit`` (1-500) at a time after ``cursor``.
 
@@ -162,6 +182,11 @@ def _visible_task(task_id):
 
 
 @bp.post("/tasks/<int:task_id>/approve")
+@operation("Approve or reject a task", tag="Tasks", body=schemas.DECISION,
+           description="The form's keys are the node's field keys; `form` is required "
+                       "to approve when the node has required fields.",
+           replies={200: Reply("The completed task.", schemas.wrapped("task", "Task"))},
+           errors=(400, 403, 404, 409, 413, 422))
 def approve_task(task_id):
     """Approve or reject: ``{"action": "approve"|"reject", "comment": str, "form": {}}``."""
     body = json_body()
@@ -177,6 +202,11 @@ def approve_task(task_id):
 
 
 @bp.post("/tasks/<int:task_id>/recall")
+@operation("Recall an approval", tag="Tasks",
+           description="The caller takes the instance back to a task they approved, while "
+                       "the next task is untouched.",
+           replies={200: Reply("The new pending task.", schemas.wrapped("task", "Task"))},
+           errors=(400, 403, 404, 409))
 def recall_task(task_id):
     """Take an instance back to a task the caller approved; answers the new task."""
     _visible_task(task_id)
