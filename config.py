@@ -89,6 +89,9 @@ class Config:
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),
+            # An upload is read in a child process limited to this much memory and time.
+            EXCEL_READER_MEMORY_MB=_int_env("EXCEL_READER_MEMORY_MB", 512),
+            EXCEL_READER_SECONDS=_int_env("EXCEL_READER_SECONDS", 60),
             LOGIN_RATE_LIMIT=os.environ.get("LOGIN_RATE_LIMIT") or cls.LOGIN_RATE_LIMIT,
             LOGIN_ACCOUNT_RATE_LIMIT=(os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT")
                                       or cls.LOGIN_ACCOUNT_RATE_LIMIT),

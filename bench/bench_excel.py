@@ -161,7 +161,7 @@ def child(phase, workdir, node_id):
             imports.read(data, node, "single")
             figures["read_s"] = time.perf_counter() - start
             figures["heap_peak_mb"] = python_peak_mb(
-                lambda: imports.inspect(alice, node, "single", data, with_reasons=False))
+                lambda: imports.inspect(alice, node, "single", data))
             db.session.rollback()
             figures["total_pending_failed"] = result
         else:

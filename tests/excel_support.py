@@ -48,3 +48,42 @@ def import_env(factory, tasks=4):
     rows = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
     headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
     return users, rows, headers, node_by_key()
+
+
+# --- hand-edited workbooks (hostile or unusual files) -------------------------------------
+
+def rezip(data, replace=None, rename=None):
+    """A copy of the zip ``data`` with parts replaced ({name: bytes}) or renamed
+    ({old name: new name})."""
+    import zipfile
+    replace, rename = replace or {}, rename or {}
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = replace.get(info.filename, source.read(info))
+            target.writestr(rename.get(info.filename, info.filename), content)
+    return out.getvalue()
+
+
+def sheet_part(data, sheet):
+    """The zip part holding the sheet named ``sheet`` (through the workbook's relationships)."""
+    import re
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        workbook = archive.read("xl/workbook.xml").decode()
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode()
+    tag = next(t for t in re.findall(r"<sheet\b[^>]*>", workbook) if f'name="{sheet}"' in t)
+    rid = re.search(r'r:id="([^"]+)"', tag).group(1)
+    rel = next(t for t in re.findall(r"<Relationship\b[^>]*>", rels) if f'Id="{rid}"' in t)
+    target = re.search(r'Target="([^"]+)"', rel).group(1)
+    return target.lstrip("/") if target.startswith("/") else "xl/" + target
+
+
+def edit_sheet(data, sheet, edit):
+    """A copy of ``data`` whose sheet ``sheet`` has the XML ``edit(xml text)``."""
+    import zipfile
+    name = sheet_part(data, sheet)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        xml = archive.read(name).decode()
+    return rezip(data, replace={name: edit(xml).encode()})

@@ -5,8 +5,10 @@ after ``safety`` has checked the zip container and every XML part.
 
 Modules: ``layout`` (where each value lives, labels, metadata), ``writer``
 (openpyxl sheets), ``templates`` (a node's template), ``errors_workbook`` (the
-failed items of a batch), ``safety`` (hostile-file checks), ``reader`` (upload
--> entries).
+failed items of a batch), ``safety`` (hostile-file checks), ``extents`` (the
+size each sheet claims, against its bound), ``reader`` (upload -> entries),
+``sandbox`` (reading in a child process with memory and time limits) and
+``reader_child`` (the program that child runs).
 """
 from portal.workflow.errors import WorkflowError
 

@@ -2,18 +2,22 @@
 was made for, so a file for anything else is refused with a clear message.
 
 The sheet holds one ``key | value`` pair per row. Error workbooks also name
-the batch whose failed items they hold.
+the batch whose failed items they hold. The portal writes about ten rows of
+two cells; ``BOUND`` is how far an upload's metadata sheet may reach.
 """
 from dataclasses import dataclass
 
 from flask_babel import gettext as _
 
 from portal.excel import UnusableFile
+from portal.excel.extents import Bound
 from portal.excel.layout import FORMAT_VERSION, MODES
 
 META_SHEET = "_portal"
 LISTS_SHEET = "_lists"          # dropdown choices that are too long to inline
 MARKER = "portal-workbook"
+OWN_SHEET_KEY = "own_sheet"
+BOUND = Bound.at_least(rows=100, columns=10)
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ def meta_rows(meta):
             ["locale", meta.locale]]
     if meta.batch_id is not None:
         rows.append(["batch_id", meta.batch_id])
-    rows.extend(["own_sheet", name] for name in meta.own_sheets)
+    rows.extend([OWN_SHEET_KEY, name] for name in meta.own_sheets)
     return rows
 
 
@@ -63,7 +67,7 @@ def parse_meta(rows):
         if len(row) < 2 or row[0] in ("", None):
             continue
         key = str(row[0]).strip()
-        if key == "own_sheet":
+        if key == OWN_SHEET_KEY:
             own_sheets.append(str(row[1]))
         else:
             pairs[key] = row[1]

@@ -3,21 +3,29 @@ sheet (per-instance mode), each with its task id, raw decision and any problem
 found while reading. Nothing here validates a form or looks at tasks: that is
 ``portal.batches.imports``.
 
-The file is checked by ``safety`` first, then read with python-calamine, which
-reads shared and inline strings alike and gives formula cells their cached
-value. Positions follow contract (docs/contract.md) section 6; headers are only compared to catch
-moved or deleted columns.
+The file is checked by ``safety`` first, each sheet against the bound of what
+the portal writes there (``sheet_bounds``), then read with python-calamine in
+a child process (``sandbox``), which reads shared and inline strings alike and
+gives formula cells their cached value. Positions follow contract
+(docs/contract.md) section 6; headers are only compared to catch moved or
+deleted columns.
 """
-import io
 from dataclasses import dataclass, field as dataclass_field
 
 from flask_babel import force_locale, gettext as _
-from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
-from portal.excel import UnusableFile, cells, layout, safety
+from portal.excel import UnusableFile, cells, layout, meta as metadata, safety, sandbox
+from portal.excel.extents import Bound, SheetBounds
 from portal.excel.meta import LISTS_SHEET, META_SHEET, check_meta, not_a_template, parse_meta
 
 SKIPPED_KEYS = ("task_id", "title")
+# How far a sheet may reach beyond what the portal wrote there: blank rows
+# between tasks and a few lines or columns of the user's own notes.
+ROW_SLACK = 1000
+COLUMN_SLACK = 16
+# Lines of all the tables of one per-instance sheet together.
+TABLE_LINES = 1000
+LIST_SLACK = 10
 
 
 @dataclass
@@ -45,36 +53,62 @@ class Upload:
 
 def read_upload(data, node, mode, *, max_rows, limits):
     """Entries of an upload for ``node`` in ``mode``; UnusableFile when it cannot be used."""
-    safety.check_upload(data, limits)
-    try:
-        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-        meta = _read_meta(workbook)
+    safety.check_upload(data, limits, bounds=sheet_bounds(node, mode, max_rows))
+    with sandbox.open_workbook(data, mode, limits, max_sheets=max_rows) as book:
+        meta = _read_meta(book)
         check_meta(meta, node, mode)
         if mode == "single":
-            entries, skipped = _single_entries(_first_sheet(workbook, meta), node, max_rows)
+            entries, skipped = _single_entries(_first_sheet(book, meta), node, max_rows)
         else:
-            entries, skipped = _sheet_entries(workbook, meta, node, max_rows)
-    except CalamineError:
-        raise safety.damaged()
+            entries, skipped = _sheet_entries(book, meta, node, max_rows)
     return Upload(meta, entries, skipped)
 
 
-def _read_meta(workbook):
-    if META_SHEET not in workbook.sheet_names:
+def sheet_bounds(node, mode, max_rows):
+    """How far each sheet of an upload for ``node`` in ``mode`` may reach.
+
+    Single mode: a header row, ``max_rows`` tasks and ROW_SLACK; one column
+    per slot, the error workbook's Error column and COLUMN_SLACK. Per-instance
+    mode: one row per slot, each table's blank, label and header rows,
+    TABLE_LINES lines, the Error row after a blank one; columns A and B or the
+    widest table, and COLUMN_SLACK. Every other sheet (instructions, sheets a
+    user added) gets the same bound as the mode's task sheets. Each bound is
+    rounded up by ``Bound.at_least``.
+    """
+    slots, tables = layout.node_slots(node), layout.table_fields(node)
+    if mode == "single":
+        tasks = Bound.at_least(layout.DATA_START_ROW - 1 + max_rows + ROW_SLACK,
+                               len(slots) + 1 + COLUMN_SLACK)
+    else:
+        widest = max([2] + [len(t.get("columns", [])) for t in tables])
+        tasks = Bound.at_least(len(slots) + 3 * len(tables) + 2 + TABLE_LINES,
+                               widest + COLUMN_SLACK)
+    return SheetBounds({META_SHEET: metadata.BOUND, LISTS_SHEET: _lists_bound(node)}, tasks)
+
+
+def _lists_bound(node):
+    """The dropdown lists sheet: a column per list (actions, yes/no, each select)."""
+    fields = list(node.fields)
+    fields += [c for t in layout.table_fields(node) for c in t.get("columns", [])]
+    options = [len(f.get("options", [])) for f in fields if f.get("type") == "select"]
+    return Bound.at_least(max([2] + options) + LIST_SLACK, 2 + len(options) + LIST_SLACK)
+
+
+def _read_meta(book):
+    if book.meta is None:
         raise not_a_template()
-    return parse_meta(workbook.get_sheet_by_name(META_SHEET).to_python(skip_empty_area=False))
+    return parse_meta(book.meta)
 
 
 def _own_sheets(meta):
     return {META_SHEET, LISTS_SHEET, *meta.own_sheets}
 
 
-def _first_sheet(workbook, meta):
-    name = workbook.sheet_names[0]
-    if name in _own_sheets(meta):
+def _first_sheet(book, meta):
+    if book.names[0] in _own_sheets(meta) or book.first is None:
         raise UnusableFile(_("The first sheet must be the sheet of tasks. Do not move or delete "
                              "sheets."))
-    return workbook.get_sheet_by_index(0)
+    return book.first
 
 
 def _pad(row, width):
@@ -138,9 +172,10 @@ def _check_header(header, slots):
 def _single_entries(sheet, node, max_rows):
     slots = layout.node_slots(node)
     width = len(slots)
-    offset = (sheet.start or (0, 0))[1]   # calamine drops leading empty columns
+    start, rows = sheet
+    offset = start[1]                     # calamine drops leading empty columns
     entries, skipped, counted = [], 0, 0
-    rows = iter(sheet.iter_rows())
+    rows = iter(rows)
     header = _pad([""] * offset + list(next(rows, [])), width)
     _check_header(header, slots)
     for row_number, raw in enumerate(rows, start=layout.DATA_START_ROW):
@@ -170,20 +205,22 @@ def too_many(limit, what):
 
 # --- per-instance mode ---------------------------------------------------------------
 
-def _task_sheet_names(workbook, meta):
+def _task_sheet_names(book, meta):
     own = _own_sheets(meta)
-    return [m.name for m in workbook.sheets_metadata
-            if m.name not in own and m.visible == SheetVisibleEnum.Visible]
+    return [name for name in book.visible if name not in own]
 
 
-def _sheet_entries(workbook, meta, node, max_rows):
-    names = _task_sheet_names(workbook, meta)
+def _sheet_entries(book, meta, node, max_rows):
+    names = _task_sheet_names(book, meta)
     if len(names) > max_rows:
         raise too_many(max_rows, "sheets")
     slots, tables, fixed = layout.node_slots(node), layout.table_fields(node), _fixed_labels()
     entries, skipped = [], 0
+    sheets = iter(book.sheets)
     for name in names:
-        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        read_name, rows = next(sheets, (None, None))
+        if read_name != name:
+            raise safety.damaged()
         entry, blank = _sheet_entry(name, [_pad(r, 2) for r in rows], slots, tables, fixed)
         if blank:
             skipped += 1

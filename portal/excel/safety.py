@@ -6,8 +6,10 @@ the directory before anything is unpacked), macros, the content types, and
 then every part is unpacked once as a stream: XML parts go through defusedxml
 with DTDs refused, and every part must unpack to exactly the size and CRC its
 directory entry declares, so the limits above hold for whatever reads the
-file next. Each problem raises ``UnusableFile`` (HTTP 400) with a message a
-user can act on.
+file next. Given the bound of each sheet, every part a reader may take for a
+sheet is also measured on the way (``extents``): a sheet reaching beyond its
+bound is refused before any reader allocates room for it. Each problem
+raises ``UnusableFile`` (HTTP 400) with a message a user can act on.
 """
 import io
 import zipfile
@@ -19,7 +21,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, fromstring
 from flask_babel import gettext as _
 
-from portal.excel import UnusableFile
+from portal.excel import UnusableFile, extents
 
 OLE2_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -37,6 +39,8 @@ class Limits:
     max_entries: int
     max_unpacked_bytes: int
     max_ratio: int = 200
+    reader_memory_mb: int = 512       # address space of the child that reads the workbook
+    reader_seconds: int = 60          # its wall-clock (and CPU) time
 
 
 def limits_from_config(config):
@@ -44,11 +48,15 @@ def limits_from_config(config):
     return Limits(
         max_entries=config.get("MAX_IMPORT_ENTRIES") or 2 * config["MAX_IMPORT_ROWS"] + 100,
         max_unpacked_bytes=(config.get("MAX_IMPORT_UNPACKED_MB") or 300) * 1024 * 1024,
-        max_ratio=config.get("MAX_IMPORT_RATIO") or 200)
+        max_ratio=config.get("MAX_IMPORT_RATIO") or 200,
+        reader_memory_mb=config.get("EXCEL_READER_MEMORY_MB") or 512,
+        reader_seconds=config.get("EXCEL_READER_SECONDS") or 60)
 
 
-def check_upload(data, limits):
-    """Raise UnusableFile unless ``data`` is a plain .xlsx that is safe to read."""
+def check_upload(data, limits, bounds=None):
+    """Raise UnusableFile unless ``data`` is a plain .xlsx that is safe to read;
+    with ``bounds`` (an ``extents.SheetBounds``) also unless every sheet fits
+    its bound."""
     _check_signature(data)
     archive = _open_zip(data)
     with archive:
@@ -56,8 +64,38 @@ def check_upload(data, limits):
         _check_directory(infos, limits)
         _check_no_macros(infos)
         _check_content_types(archive)
+        names = extents.sheet_names_by_part(archive) if bounds is not None else {}
         for info in infos:
-            _check_part(archive, info)
+            if bounds is None or not extents.is_sheet_part(info.filename):
+                _check_part(archive, info)
+                continue
+            name = names.get(info.filename.lower())
+            bound = bounds.for_sheet(name) if name is not None else bounds.largest
+            _check_sheet(archive, info, name or info.filename, bound)
+
+
+def _check_sheet(archive, info, name, bound):
+    """Check one sheet part like any other, and refuse it beyond ``bound``."""
+    screen = extents.Screen(bound)
+    _check_part(archive, info, screen)
+    if not screen.flagged:
+        return
+    try:
+        extent = extents.measure(archive, info, bound)
+    except extents.Unreadable:
+        raise damaged()
+    if not bound.holds(extent.rows, extent.columns):
+        raise too_large(name, extent, bound)
+
+
+def too_large(name, extent, bound):
+    return UnusableFile(_(
+        "The sheet \"%(sheet)s\" is too large for this import: it reaches row %(row)s and "
+        "column %(column)s, but only rows 1 to %(rows)s and columns A to %(last)s are read. "
+        "Delete everything outside them (cells and their formatting) and upload the file "
+        "again.", sheet=name[:100], row=extent.rows,
+        column=extents.column_letters(extent.columns) or "A", rows=bound.rows,
+        last=extents.column_letters(bound.columns)))
 
 
 def _check_signature(data):
@@ -147,12 +185,13 @@ def _looks_like_xml(head):
     return text.startswith(b"<") or head.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
-def _check_part(archive, info):
+def _check_part(archive, info, screen=None):
     """Unpack one part as a stream; check the prolog of XML parts with defusedxml.
 
     A DTD, and so every entity declaration, can only stand in the prolog
     (before the root element), so the XML check stops at the root element;
-    the rest is still unpacked to prove its size and CRC.
+    the rest is still unpacked to prove its size and CRC. A sheet part's
+    chunks also go through its ``screen``.
     """
     parser = None
     try:
@@ -166,9 +205,13 @@ def _check_part(archive, info):
                         parser.feed(chunk)
                     except _RootReached:
                         parser = None
+                if screen is not None:
+                    screen.feed(chunk)
                 chunk = stream.read(CHUNK)
         if parser is not None:
             parser.close()
+        if screen is not None:
+            screen.close()
     except DefusedXmlException:
         raise UnusableFile(_("The file contains XML declarations (DTD or entities) that the "
                              "portal refuses. Save it again as .xlsx from Excel."))
