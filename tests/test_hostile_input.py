@@ -1,6 +1,8 @@
 """Hostile input from an ordinary account: numbers that would cost minutes, ids
 beyond any column, other people's tasks named in a batch, oversized selections.
 Each answer is a clear 4xx (or an "unavailable" item) and nothing leaks."""
+import io
+
 import pytest
 
 from support import GOOD_FORM, csrf_token, login
@@ -284,3 +286,31 @@ def test_retry_with_item_ids_that_are_no_ids_is_a_400(client, users, tasks):
         response = client.post(f"/batches/{batch.id}/retry", data={
             "csrf_token": csrf_token(client, f"/batches/{batch.id}"), "item_id": bad})
         assert response.status_code == 400
+
+
+# --- file names --------------------------------------------------------------------------
+
+def test_download_names_are_built_on_the_server(client, users, tasks):
+    login(client, "alice")
+    node_id = tasks[0].node_id
+    response = client.get(f"/nodes/{node_id}/template?mode=single&filename=../../x%0d%0a.xlsx")
+    disposition = response.headers["Content-Disposition"]
+    assert response.status_code == 200
+    assert f"template-node{node_id}-single.xlsx" in disposition
+    assert ".." not in disposition and "\r" not in disposition and "\n" not in disposition
+
+
+def test_an_uploaded_file_name_is_shown_escaped_and_never_sent_back_as_a_header(client, users,
+                                                                              tasks):
+    login(client, "alice")
+    node = node_by_key()
+    data = single_file(build_template(users["alice"], node, "single", "en"),
+                       [(tasks[0].id, {"C": "reject"})])
+    name = '<script>x</script>"../../a.xlsx'
+    url = f"/nodes/{node.id}/import"
+    response = client.post(url, data={"csrf_token": csrf_token(client, url), "mode": "single",
+                                      "file": (io.BytesIO(data), name)},
+                           content_type="multipart/form-data", follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<script>x</script>" not in html and "&lt;script&gt;" in html
