@@ -18,7 +18,7 @@ from portal.models import ApiToken, User, UserSession
 from portal.models import users as user_models
 from portal.models.base import utcnow
 from portal.models.users import ROLES, digest
-from portal.workflow.errors import NotFound, ValidationFailed
+from portal.errors import NotFound, ValidationFailed
 
 MIN_PASSWORD_LENGTH = 8
 MAX_TOKEN_NAME = 80

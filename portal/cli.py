@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from portal import accounts
 from portal.extensions import db
 from portal.models.users import ROLES
-from portal.workflow.errors import WorkflowError
+from portal.errors import WorkflowError
 
 process_cli = AppGroup("process", help="Process definitions.")
 user_cli = AppGroup("user", help="Users and API tokens.")

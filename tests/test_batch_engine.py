@@ -7,7 +7,7 @@ from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task
 from portal.workflow import engine
-from portal.workflow.errors import ValidationFailed
+from portal.errors import ValidationFailed
 
 
 def _node(task):

@@ -16,7 +16,7 @@ from portal.batches import runner
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task, User
 from portal.workflow import engine
-from portal.workflow.errors import Conflict
+from portal.errors import Conflict
 
 ROUNDS = 20
 

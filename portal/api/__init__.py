@@ -18,7 +18,7 @@ from portal.api.operations import check_described, operation_of
 from portal.api.validation import check_request
 from portal.auth_loader import user_from_bearer_token
 from portal.extensions import csrf, db
-from portal.workflow.errors import WorkflowError
+from portal.errors import WorkflowError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token auth, no cookies: nothing for a forged request to ride on

@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.models import Batch, BatchItem
 from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES
 from portal.workflow.engine import validate_decision
-from portal.workflow.errors import NotFound, ValidationFailed
+from portal.errors import NotFound, ValidationFailed
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
                  "concurrency"}

@@ -12,8 +12,8 @@ from portal.excel.errors_workbook import error_filename
 from portal.excel.layout import MODES
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
-from portal.web.files import posted_file, xlsx_response
-from portal.workflow.errors import NotFound
+from portal.http_files import posted_file, xlsx_response
+from portal.errors import NotFound
 
 
 def _mode(value):

@@ -15,7 +15,7 @@ from portal.api.operations import Param, Reply, operation, page_reply
 from portal.extensions import db
 from portal.models import Task
 from portal.workflow import engine
-from portal.workflow.errors import ValidationFailed
+from portal.errors import ValidationFailed
 
 # The id columns are 32-bit integers on PostgreSQL: larger numbers name nothing.
 MAX_ID = 2**31 - 1

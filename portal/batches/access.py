@@ -4,7 +4,7 @@ from flask_babel import gettext as _
 from portal.extensions import db
 from portal.models import Batch, Instance, Task
 from portal.models.base import chunks
-from portal.workflow.errors import NotFound, UserError
+from portal.errors import NotFound, UserError
 
 MAX_ID = 2**31 - 1  # id columns are 32-bit integers
 # An item ignored for one of these names a task its batch's creator may not

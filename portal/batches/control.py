@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES
-from portal.workflow.errors import Conflict
+from portal.errors import Conflict
 
 
 def _locked(batch):

@@ -20,7 +20,7 @@ from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
 from portal.models.base import chunks, utcnow
 from portal.workflow.engine import (
     TaskState, blocking_reason, check_decision, may_open, pending_tasks_query, validate_decision)
-from portal.workflow.errors import NotFound, ValidationFailed, reason_message
+from portal.errors import NotFound, ValidationFailed, reason_message
 
 def get_node(node_id):
     node = db.session.get(Node, node_id) if is_db_id(node_id) else None

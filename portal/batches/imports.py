@@ -27,7 +27,7 @@ from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
-from portal.workflow.errors import NotFound, ValidationFailed, reason_message
+from portal.errors import NotFound, ValidationFailed, reason_message
 
 KEEP_UPLOADS = timedelta(days=1)
 KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads

@@ -32,7 +32,7 @@ from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
-from portal.workflow.errors import Conflict, NotFound, UserError, ValidationFailed, reason_message
+from portal.errors import Conflict, NotFound, UserError, ValidationFailed, reason_message
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ size each sheet claims, against its bound), ``reader`` (upload -> entries),
 ``sandbox`` (reading in a child process with memory and time limits) and
 ``reader_child`` (the program that child runs).
 """
-from portal.workflow.errors import WorkflowError
+from portal.errors import WorkflowError
 
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -26,7 +26,7 @@ from portal.web.args import id_arg
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine
 from portal.workflow.definitions import load_definition
-from portal.workflow.errors import NotFound, ValidationFailed, WorkflowError
+from portal.errors import NotFound, ValidationFailed, WorkflowError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

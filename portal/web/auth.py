@@ -23,7 +23,7 @@ from werkzeug.routing import RequestRedirect
 from portal import accounts
 from portal.extensions import db, limiter, login_manager
 from portal.web.forms import LoginForm, PasswordChangeForm
-from portal.workflow.errors import ValidationFailed
+from portal.errors import ValidationFailed
 
 bp = Blueprint("auth", __name__)
 

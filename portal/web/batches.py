@@ -22,7 +22,7 @@ from portal.extensions import db
 from portal.models import Node
 from portal.web.args import id_arg, id_list
 from portal.web.errors import back_with_message
-from portal.workflow.errors import Conflict, ValidationFailed
+from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("batches", __name__)
 

@@ -9,7 +9,7 @@ is missing or hidden, 403, 409, 422).
 from flask import flash, redirect
 
 from portal.extensions import db
-from portal.workflow.errors import NotFound, WorkflowError
+from portal.errors import NotFound, WorkflowError
 
 
 def back_with_message(exc, url):

@@ -16,9 +16,9 @@ from portal.excel.errors_workbook import error_filename, layout_mode
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
 from portal.web.errors import back_with_message
-from portal.web.files import posted_file, xlsx_response
+from portal.http_files import posted_file, xlsx_response
 from portal.workflow.engine import pending_counts_by_node
-from portal.workflow.errors import WorkflowError
+from portal.errors import WorkflowError
 
 bp = Blueprint("imports", __name__)
 SHOWN_PROBLEMS = 500

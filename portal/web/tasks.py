@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.models import Countersign, History, Instance, Node, Task
 from portal.models.base import utcnow
 from portal.workflow import engine
-from portal.workflow.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
+from portal.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
 from portal.web.args import id_arg
 from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
                               node_form_values)

@@ -5,7 +5,7 @@ import json
 
 from portal.extensions import db
 from portal.models import Node, ProcessDefinition
-from portal.workflow.errors import ValidationFailed
+from portal.errors import ValidationFailed
 from portal.workflow.forms import FIELD_TYPES
 
 COLUMN_TYPES = ("text", "number", "date", "select", "boolean")

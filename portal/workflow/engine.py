@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.models import Countersign, History, Instance, Node, ProcessDefinition, Task, User
 from portal.models.base import utcnow
 from portal.workflow.definitions import latest_version
-from portal.workflow.errors import NotFound, UserError, ValidationFailed, conflict
+from portal.errors import NotFound, UserError, ValidationFailed, conflict
 from portal.workflow.forms import validate_form
 
 ACTIONS = ("approve", "reject")

@@ -1,4 +1,5 @@
-"""Typed outcomes of workflow services, each with the HTTP status it maps to.
+"""Typed refusals of the portal's services (workflow, batches, accounts, Excel),
+each with the HTTP status it maps to; pages and the API turn them into answers.
 
 ``reason`` is a stable code (used for batch items ignored for that reason);
 ``message`` is readable text for people.
