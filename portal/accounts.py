@@ -26,6 +26,10 @@ MAX_TOKEN_DAYS = 3650
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
+def all_users():
+    return db.session.execute(db.select(User).order_by(User.username)).scalars().all()
+
+
 def find_user(username):
     return db.session.execute(
         db.select(User).where(User.username == username)).scalar_one_or_none()

@@ -1,7 +1,8 @@
-"""Keyset pagination on an id column, for pages and the API alike.
+"""Pagination: keyset pages on an id column, for long lists (a batch's items,
+the API), and numbered pages with a total, for short ones a person browses.
 
-Each page is one indexed range scan, however deep the reader has paged, so a
-batch of 100,000 items pages as fast as one of ten.
+A keyset page is one indexed range scan, however deep the reader has paged,
+so a batch of 100,000 items pages as fast as one of ten.
 """
 from dataclasses import dataclass
 
@@ -46,3 +47,22 @@ def keyset_page(query, column, *, limit, after=None, before=None, descending=Fal
     if not rows:
         return EMPTY
     return Page(rows, rows[0].id if has_previous else None, rows[-1].id if has_next else None)
+
+
+@dataclass
+class NumberedPage:
+    rows: list
+    total: int
+    page: int
+    pages: int
+
+
+def numbered_page(query, order_by, *, page, page_size):
+    """Page ``page`` (held to the pages there are) of ``query`` in ``order_by``."""
+    total = db.session.execute(
+        db.select(db.func.count()).select_from(query.subquery())).scalar_one()
+    pages = max((total + page_size - 1) // page_size, 1)
+    page = min(max(page, 1), pages)
+    rows = db.session.execute(query.order_by(order_by).offset((page - 1) * page_size)
+                              .limit(page_size)).scalars().all()
+    return NumberedPage(rows, total, page, pages)

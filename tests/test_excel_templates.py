@@ -12,7 +12,7 @@ from portal.excel.meta import LISTS_SHEET, META_SHEET
 from portal.excel.templates import build_template
 from portal.extensions import db
 
-from portal.workflow import engine
+from portal.workflow import engine, visibility
 from excel_support import node_by_key as _node
 
 
@@ -42,7 +42,7 @@ def setup(factory):
 
 def test_single_template_lists_only_the_callers_pending_tasks(setup):
     users, node = setup
-    tasks = db.session.execute(engine.pending_tasks_query(users["alice"], node_id=node.id)
+    tasks = db.session.execute(visibility.pending_tasks_query(users["alice"], node_id=node.id)
                                .order_by("id")).scalars().all()
     engine.decide(tasks[0].id, users["alice"], "approve", "", GOOD_FORM)
     db.session.commit()
@@ -104,7 +104,7 @@ def test_instructions_follow_the_locale_and_metadata_is_hidden(setup):
 
 def test_per_instance_template_has_a_sheet_per_task_with_table_sections(setup):
     users, node = setup
-    tasks = db.session.execute(engine.pending_tasks_query(users["alice"], node_id=node.id)
+    tasks = db.session.execute(visibility.pending_tasks_query(users["alice"], node_id=node.id)
                                .order_by("id")).scalars().all()
     book = _open(build_template(users["alice"], node, "per_instance", "en"))
     assert [ws.title for ws in book.worksheets[:len(tasks)]] == [str(t.id) for t in tasks]

@@ -14,7 +14,7 @@ from portal.api import schemas
 from portal.api.operations import Param, Reply, operation, page_reply
 from portal.extensions import db
 from portal.models import Task
-from portal.workflow import engine
+from portal.workflow import engine, visibility
 from portal.errors import ValidationFailed
 
 # The id columns are 32-bit integers on PostgreSQL: larger numbers name nothing.
@@ -76,7 +76,7 @@ def assignee_label(task):
 
 
 def task_to_dict(task):
-    holder = task.lock_holder if engine.lock_active(task) else None
+    holder = task.lock_holder if visibility.lock_active(task) else None
     return {
         "id": task.id, "instance_id": task.instance_id, "title": task.instance.title,
         "node_id": task.node_id, "status": task.status, "outcome": task.outcome,
@@ -125,7 +125,7 @@ def start_instance():
 def list_nodes():
     """Nodes where the caller has pending tasks, with how many; ``?process=key`` narrows."""
     process_key = request.args.get("process") or None
-    counts = engine.pending_counts_by_node(api_user(), process_key)
+    counts = visibility.pending_counts_by_node(api_user(), process_key)
     return {"nodes": [node_to_dict(node, count) for node, count in counts]}
 
 
@@ -157,7 +157,7 @@ def list_tasks():
         raise ApiError(400, _("status must be pending or done."))
     node_id = int_arg("node_id", minimum=1, maximum=MAX_ID)
     if status == "pending":
-        query = engine.pending_tasks_query(user, node_id=node_id)
+        query = visibility.pending_tasks_query(user, node_id=node_id)
     else:
         query = db.select(Task).where(Task.status == "done", Task.completed_by_id == user.id)
         if node_id is not None:
@@ -178,7 +178,7 @@ def _visible_task(task_id):
     """
     if task_id > MAX_ID:
         raise ApiError(404, _("Task not found."))
-    return engine.visible_task(api_user(), task_id, for_update=True)
+    return visibility.visible_task(api_user(), task_id, for_update=True)
 
 
 @bp.post("/tasks/<int:task_id>/approve")
@@ -193,7 +193,7 @@ def approve_task(task_id):
     only_fields(body, {"action", "comment", "form"})
     user = api_user()
     task = _visible_task(task_id)
-    engine.check_can_act(task, user)  # a state conflict outranks the form's faults
+    visibility.check_can_act(task, user)  # a state conflict outranks the form's faults
     check_form_shape(task.node, body.get("form"))
     task = engine.decide(task_id, user, body.get("action"), body.get("comment"),
                          body.get("form"))

@@ -18,8 +18,8 @@ from portal.batches.counters import add_event
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
 from portal.models.base import chunks, utcnow
-from portal.workflow.engine import (
-    TaskState, blocking_reason, check_decision, may_open, pending_tasks_query, validate_decision)
+from portal.workflow.engine import check_decision, validate_decision
+from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
 from portal.errors import NotFound, ValidationFailed, reason_message
 
 def get_node(node_id):
@@ -89,7 +89,7 @@ def _task_states(user, task_ids, *, lock):
 def classify(user, node, task_ids, *, lock=False):
     """[(task_id, reason or None)] in the given order; duplicates are ignored.
 
-    A task the user may not open (``engine.can_view_task``) is "unavailable"
+    A task the user may not open (``visibility.can_view_task``) is "unavailable"
     whatever its state, so that a batch tells nothing about other people's
     tasks: not whether they exist, whose they are or whether they are done.
     """

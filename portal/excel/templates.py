@@ -13,7 +13,7 @@ from portal.excel.layout import MODES
 from portal.excel.writer import TaskValues
 from portal.extensions import db
 from portal.models import Instance, Task
-from portal.workflow.engine import pending_tasks_query
+from portal.workflow.visibility import pending_tasks_query
 
 TEMPLATE_SHEETS = 1000
 

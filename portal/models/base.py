@@ -2,6 +2,13 @@
 from datetime import datetime, timezone
 
 
+def contains(column, text):
+    """SQL condition: ``column`` contains ``text`` case-insensitively, its
+    ``%`` and ``_`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
+
+
 def utcnow():
     """Naive UTC timestamp: one convention for SQLite and PostgreSQL columns."""
     return datetime.now(timezone.utc).replace(tzinfo=None)

@@ -13,25 +13,23 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from sqlalchemy.orm import selectinload
 
 from portal import accounts
 from portal.extensions import db, login_manager
 from portal.jobs.scheduler import last_beat
-from portal.models import Instance, ProcessDefinition, Task, User
+from portal.models import ProcessDefinition, User
 from portal.models.base import utcnow
 from portal.queueing import get_redis
 from portal.web.auth import is_local_path
 from portal.web.args import id_arg
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
-from portal.workflow import engine
+from portal.workflow import engine, listing
 from portal.workflow.definitions import load_definition
 from portal.errors import NotFound, ValidationFailed, WorkflowError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PAGE_SIZE = 50
-INSTANCE_STATUSES = ("running", "approved", "rejected")
 # The scheduler beats every few seconds (at most every 10 s); a minute of silence means it stopped.
 SCHEDULER_STALE_SECONDS = 60
 
@@ -52,19 +50,8 @@ def _page_arg():
 
 # --- process definitions -------------------------------------------------------------------
 
-def _process_summaries():
-    """[(latest definition, [versions, newest first])] by process key."""
-    definitions = db.session.execute(
-        db.select(ProcessDefinition).order_by(ProcessDefinition.key,
-                                              ProcessDefinition.version.desc())).scalars().all()
-    by_key = {}
-    for definition in definitions:
-        by_key.setdefault(definition.key, []).append(definition)
-    return [(versions[0], versions) for versions in by_key.values()]
-
-
 def _render_processes(form, problems=None, status=200):
-    return render_template("admin/processes.html", summaries=_process_summaries(), form=form,
+    return render_template("admin/processes.html", summaries=listing.process_summaries(), form=form,
                            problems=problems or {}), status
 
 
@@ -106,9 +93,7 @@ def upload_process():
 @bp.route("/processes/<int:process_id>")
 def process(process_id):
     definition = db.session.get(ProcessDefinition, process_id) or abort(404)
-    versions = db.session.execute(
-        db.select(ProcessDefinition).where(ProcessDefinition.key == definition.key)
-        .order_by(ProcessDefinition.version.desc())).scalars().all()
+    versions = listing.versions_of(definition)
     return render_template("admin/process.html", definition=definition, versions=versions,
                            source=json.dumps(definition.definition, indent=2, ensure_ascii=False))
 
@@ -116,7 +101,7 @@ def process(process_id):
 # --- users -----------------------------------------------------------------------------------
 
 def _render_users(create_form, status=200):
-    users = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
+    users = accounts.all_users()
     edit_forms = {user.id: UserEditForm(formdata=None, obj=user) for user in users}
     return render_template("admin/users.html", users=users, create_form=create_form,
                            edit_forms=edit_forms), status
@@ -242,32 +227,17 @@ def revoke_token(user_id, token_id):
 @bp.route("/instances")
 def instances():
     status = request.args.get("status") or None
-    status = status if status in INSTANCE_STATUSES else None
+    status = status if status in listing.INSTANCE_STATUSES else None
     suspended_only = request.args.get("suspended") == "1"
     title_query = (request.args.get("q") or "").strip()
-    query = db.select(Instance)
-    if status:
-        query = query.where(Instance.status == status)
-    if suspended_only:
-        query = query.where(Instance.suspended.is_(True))
-    if title_query:
-        escaped = title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Instance.title.ilike(f"%{escaped}%", escape="\\"))
-    total = db.session.execute(
-        db.select(db.func.count()).select_from(query.subquery())).scalar_one()
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    page = min(_page_arg(), pages)
-    rows = db.session.execute(
-        query.options(selectinload(Instance.process),
-                      selectinload(Instance.tasks).selectinload(Task.node))
-        .order_by(Instance.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).scalars().all()
+    found = listing.instances_page(status=status, suspended_only=suspended_only,
+                                   title=title_query, page=_page_arg(), page_size=PAGE_SIZE)
     filters = {k: v for k, v in (("status", status), ("suspended", "1" if suspended_only else None),
                                  ("q", title_query)) if v}
-    return render_template("admin/instances.html", instances=rows, total=total, page=page,
-                           pages=pages, filters=filters, status=status,
+    return render_template("admin/instances.html", instances=found.rows, total=found.total,
+                           page=found.page, pages=found.pages, filters=filters, status=status,
                            suspended_only=suspended_only, title_query=title_query,
-                           statuses=INSTANCE_STATUSES)
+                           statuses=listing.INSTANCE_STATUSES)
 
 
 def _back_to_instances():

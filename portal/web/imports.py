@@ -17,7 +17,7 @@ from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
 from portal.web.errors import back_with_message
 from portal.http_files import posted_file, xlsx_response
-from portal.workflow.engine import pending_counts_by_node
+from portal.workflow.visibility import pending_counts_by_node
 from portal.errors import WorkflowError
 
 bp = Blueprint("imports", __name__)

@@ -12,12 +12,11 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
                    url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
-from portal.models import Countersign, History, Instance, Node, Task
+from portal.models import Instance
 from portal.models.base import utcnow
-from portal.workflow import engine
+from portal.workflow import engine, listing, visibility
 from portal.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
 from portal.web.args import id_arg
 from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
@@ -49,12 +48,12 @@ class TaskFlags:
 
 def task_flags(task, user, now=None):
     now = now or utcnow()
-    locked = engine.lock_active(task, now)
+    locked = visibility.lock_active(task, now)
     return TaskFlags(
         suspended=task.instance.suspended,
         countersigning=any(c.status == "pending" for c in task.countersigns),
         locked_by_batch=locked and task.lock_batch_id is not None,
-        locked_by_other=engine.locked_by_other(task, user, now=now),
+        locked_by_other=visibility.locked_by_other(task, user, now=now),
         locked_by_me=locked and task.lock_batch_id is None and task.lock_holder_id == user.id,
         lock_holder=task.lock_holder.username if locked and task.lock_holder else None,
     )
@@ -67,14 +66,14 @@ def field_labels(node):
 
 def _visible_task_or_404(task_id):
     try:
-        return engine.visible_task(current_user, task_id)
+        return visibility.visible_task(current_user, task_id)
     except NotFound:
         abort(404)
 
 
 def _visible_instance_or_404(instance_id):
     instance = db.session.get(Instance, instance_id)
-    if instance is None or not engine.can_view_instance(current_user, instance):
+    if instance is None or not visibility.can_view_instance(current_user, instance):
         abort(404)
     return instance
 
@@ -91,17 +90,6 @@ def _processes(all_counts):
     return [(key, name, pending) for key, (name, pending) in sorted(totals.items())]
 
 
-def _awaiting_my_signature(user):
-    return db.session.execute(
-        db.select(Countersign).join(Task, Countersign.task_id == Task.id)
-        .join(Instance, Task.instance_id == Instance.id)
-        .where(Countersign.user_id == user.id, Countersign.status == "pending",
-               Task.status == "pending", Instance.status == "running")
-        .options(selectinload(Countersign.task).selectinload(Task.instance),
-                 selectinload(Countersign.requested_by))
-        .order_by(Countersign.id).limit(PAGE_SIZE)).scalars().all()
-
-
 @bp.route("/")
 def index():
     process_key = request.args.get("process") or None
@@ -109,31 +97,23 @@ def index():
     title_query = (request.args.get("q") or "").strip()
     page = id_arg("page") or 1
 
-    all_counts = engine.pending_counts_by_node(current_user)
+    all_counts = visibility.pending_counts_by_node(current_user)
     counts = [(n, c) for n, c in all_counts if process_key is None or n.process.key == process_key]
     selected_node = next((n for n, _count in counts if n.id == node_id), None)
 
-    query = engine.pending_tasks_query(current_user, node_id=node_id, process_key=process_key,
-                                       title_contains=title_query or None)
-    total = db.session.execute(
-        db.select(db.func.count()).select_from(query.subquery())).scalar_one()
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    page = min(page, pages)
-    tasks = db.session.execute(
-        query.options(selectinload(Task.instance), selectinload(Task.countersigns),
-                      selectinload(Task.lock_holder),
-                      selectinload(Task.node).selectinload(Node.process))
-        .order_by(Task.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).scalars().all()
+    found = listing.pending_tasks_page(current_user, node_id=node_id, process_key=process_key,
+                                       title=title_query, page=page, page_size=PAGE_SIZE)
     now = utcnow()
-    rows = [(task, task_flags(task, current_user, now)) for task in tasks]
+    rows = [(task, task_flags(task, current_user, now)) for task in found.rows]
 
     filters = {k: v for k, v in (("process", process_key), ("node_id", node_id),
                                  ("q", title_query)) if v}
     return render_template(
-        "tasks/index.html", rows=rows, total=total, page=page, pages=pages, filters=filters,
+        "tasks/index.html", rows=rows, total=found.total, page=found.page, pages=found.pages,
+        filters=filters,
         processes=_processes(all_counts), counts=counts, process_key=process_key,
         node_id=node_id, selected_node=selected_node, title_query=title_query,
-        awaiting_signature=_awaiting_my_signature(current_user))
+        awaiting_signature=listing.awaiting_signature(current_user, PAGE_SIZE))
 
 
 # --- the task page ---------------------------------------------------------------------------
@@ -146,7 +126,7 @@ def _my_pending_countersign(task, user):
 def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
                  countersign_form=None, countersign_errors=None, status=200):
     """The task page; forms carry what was posted when it is shown again with errors."""
-    blocked = engine.blocking_reason(engine.task_state(task), current_user)
+    blocked = visibility.blocking_reason(visibility.task_state(task), current_user)
     can_decide = blocked is None
     shown_reason = blocked if blocked not in (None, "not_yours", "gone") else None
     node = task.node
@@ -274,31 +254,12 @@ def recall(task_id):
 
 # --- the instance page ----------------------------------------------------------------------
 
-def recallable_task(instance, user):
-    """The task ``user`` approved last, when recalling it would succeed now, else None.
-
-    Mirrors ``engine.recall``: the instance runs, and the one task after it is
-    pending and untouched (not taken, no countersign).
-    """
-    if instance.status != "running" or instance.suspended or len(instance.tasks) < 2:
-        return None
-    done, following = instance.tasks[-2], instance.tasks[-1]
-    if (done.status == "done" and done.outcome == "approve" and done.completed_by_id == user.id
-            and following.status == "pending" and not engine.lock_active(following)
-            and not following.countersigns):
-        return done
-    return None
-
-
 @bp.route("/instances/<int:instance_id>")
 def instance(instance_id):
     instance = _visible_instance_or_404(instance_id)
-    history = db.session.execute(
-        db.select(History).where(History.instance_id == instance.id)
-        .options(selectinload(History.user), selectinload(History.node))
-        .order_by(History.id)).scalars().all()
+    history = listing.instance_history(instance)
     labels = {node.id: field_labels(node) for node in instance.process.nodes}
-    viewable = {t.id for t in instance.tasks if engine.can_view_task(current_user, t)}
+    viewable = {t.id for t in instance.tasks if visibility.can_view_task(current_user, t)}
     return render_template(
         "tasks/instance.html", instance=instance, history=history, labels=labels,
-        viewable=viewable, recallable=recallable_task(instance, current_user))
+        viewable=viewable, recallable=engine.recallable_task(instance, current_user))

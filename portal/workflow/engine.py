@@ -6,164 +6,22 @@ or rolls back. The task row is locked before it is checked
 (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite transactions here are
 ``BEGIN IMMEDIATE``), so two approvals of one task cannot both succeed.
 """
-from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import or_
 
 from portal.extensions import db
-from portal.models import Countersign, History, Instance, Node, ProcessDefinition, Task, User
+from portal.models import Countersign, History, Instance, Task, User
 from portal.models.base import utcnow
 from portal.workflow.definitions import latest_version
+from portal.workflow.visibility import (
+    can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
 from portal.errors import NotFound, UserError, ValidationFailed, conflict
 from portal.workflow.forms import validate_form
 
 ACTIONS = ("approve", "reject")
 MAX_COMMENT = 2000
-
-
-# --- who may see and act -------------------------------------------------------
-
-def assigned_to(user):
-    """SQL condition: tasks assigned to ``user`` directly or through a role."""
-    roles = user.roles_list
-    condition = Task.assignee_user_id == user.id
-    return or_(condition, Task.assignee_role.in_(roles)) if roles else condition
-
-
-def can_act(user, task):
-    return task.assignee_user_id == user.id or (
-        task.assignee_role is not None and task.assignee_role in user.roles_list)
-
-
-def may_open(user, task, *, completed_by_id, signer):
-    """Whether ``user`` may open a task: the one rule behind pages, API and
-    batches. ``task`` is a Task or a TaskState; ``signer`` says whether the
-    user was asked to countersign it."""
-    return (user.is_admin or can_act(user, task) or completed_by_id == user.id
-            or bool(signer))
-
-
-def can_view_task(user, task):
-    return may_open(user, task, completed_by_id=task.completed_by_id,
-                    signer=any(c.user_id == user.id for c in task.countersigns))
-
-
-def can_view_instance(user, instance):
-    if user.is_admin or instance.created_by_id == user.id:
-        return True
-    return any(can_view_task(user, t) for t in instance.tasks)
-
-
-def visible_task(user, task_id, *, for_update=False):
-    """The task if ``user`` may see it, else NotFound (missing and hidden look alike)."""
-    task = get_task(task_id, for_update=for_update)
-    if task is None or not can_view_task(user, task):
-        raise NotFound(_("Task not found."))
-    return task
-
-
-def get_task(task_id, *, for_update=False):
-    query = db.select(Task).where(Task.id == task_id)
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return db.session.execute(query).scalar_one_or_none()
-
-
-def pending_tasks_query(user, *, node_id=None, process_key=None, title_contains=None):
-    """Pending tasks of running instances that ``user`` may handle."""
-    query = (db.select(Task).join(Instance, Task.instance_id == Instance.id)
-             .where(Task.status == "pending", Instance.status == "running", assigned_to(user)))
-    if node_id is not None:
-        query = query.where(Task.node_id == node_id)
-    if process_key:
-        query = query.join(Node, Task.node_id == Node.id).join(
-            ProcessDefinition, Node.process_id == ProcessDefinition.id).where(
-            ProcessDefinition.key == process_key)
-    if title_contains:
-        escaped = title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Instance.title.ilike(f"%{escaped}%", escape="\\"))
-    return query
-
-
-def pending_counts_by_node(user, process_key=None):
-    """[(node, count)] for nodes where ``user`` has pending tasks."""
-    tasks = pending_tasks_query(user, process_key=process_key).subquery()
-    rows = db.session.execute(
-        db.select(Node, db.func.count(tasks.c.id)).join(tasks, tasks.c.node_id == Node.id)
-        .group_by(Node.id).order_by(Node.id)).all()
-    return [(node, count) for node, count in rows]
-
-
-@dataclass(frozen=True)
-class TaskState:
-    """What eligibility depends on, read from an ORM task or a bulk query row."""
-    status: str
-    instance_status: str
-    suspended: bool
-    assignee_user_id: int | None
-    assignee_role: str | None
-    countersigning: bool
-    lock_holder_id: int | None
-    lock_batch_id: int | None
-    lock_expires_at: object
-
-
-def task_state(task):
-    return TaskState(task.status, task.instance.status, task.instance.suspended,
-                     task.assignee_user_id, task.assignee_role,
-                     any(c.status == "pending" for c in task.countersigns),
-                     task.lock_holder_id, task.lock_batch_id, task.lock_expires_at)
-
-
-def lock_active(task, now=None):
-    if task.lock_holder_id is None:
-        return False
-    if task.lock_batch_id is not None or task.lock_expires_at is None:
-        return True
-    return task.lock_expires_at > (now or utcnow())
-
-
-def locked_by_other(task, user, batch_id=None, now=None):
-    """True when someone else (or another batch) holds the task's lock."""
-    if not lock_active(task, now):
-        return False
-    if task.lock_batch_id is not None:
-        return task.lock_batch_id != batch_id
-    return task.lock_holder_id != user.id
-
-
-def blocking_reason(state, user, *, batch_id=None, now=None):
-    """Why ``user`` cannot act on a task in ``state`` now, as a reason code, or None.
-
-    ``state`` is a TaskState (or None for a task that does not exist).
-    """
-    if state is None:
-        return "gone"
-    if state.status != "pending" or state.instance_status != "running":
-        return "done"
-    if not can_act(user, state):
-        return "not_yours"
-    if state.suspended:
-        return "suspended"
-    if state.countersigning:
-        return "countersigning"
-    if locked_by_other(state, user, batch_id, now):
-        return "locked"
-    return None
-
-
-def check_can_act(task, user, *, batch_id=None):
-    reason = blocking_reason(task_state(task) if task is not None else None, user,
-                             batch_id=batch_id)
-    if reason in ("gone", "not_yours"):
-        raise NotFound(_("Task not found."), reason="unavailable")
-    if reason:
-        raise conflict(reason)
-    if user.disabled:
-        raise UserError(_("User %(name)s is disabled.", name=user.username))
 
 
 # --- instances -------------------------------------------------------------------
@@ -326,6 +184,33 @@ def sign(task_id, user, comment=None):
     return task
 
 
+def recall_refusal(done, following, user):
+    """Why ``user`` may not recall ``done`` now, as a reason code, or None.
+
+    ``following`` are the instance's tasks made after ``done``: a recall takes
+    the instance back only from the one task it moved on to, while nobody
+    touched it (not taken, no countersign).
+    """
+    if done.status != "done" or done.outcome != "approve" or done.completed_by_id != user.id:
+        return "done"
+    if done.instance.status != "running":
+        return "done"
+    if done.instance.suspended:
+        return "suspended"
+    untouched = (len(following) == 1 and following[0].status == "pending"
+                 and not lock_active(following[0]) and not following[0].countersigns)
+    return None if untouched else "done"
+
+
+def recallable_task(instance, user):
+    """The task ``user`` approved last, when recalling it would succeed now, else None."""
+    tasks = instance.tasks  # in id order
+    if len(tasks) < 2:
+        return None
+    done = tasks[-2]
+    return done if recall_refusal(done, tasks[-1:], user) is None else None
+
+
 def recall(task_id, user):
     """回收: the approver of ``task_id`` takes the instance back to that node,
     provided the task it moved on to has not been touched. Returns the new task."""
@@ -333,17 +218,12 @@ def recall(task_id, user):
     if done is None or not can_view_task(user, done):
         raise NotFound(_("Task not found."))
     instance = done.instance
-    if done.status != "done" or done.outcome != "approve" or done.completed_by_id != user.id:
-        raise conflict("done")
-    if instance.status != "running" or instance.suspended:
-        raise conflict("done" if instance.status != "running" else "suspended")
     following = db.session.execute(
         db.select(Task).where(Task.instance_id == instance.id, Task.id > done.id)
         .with_for_update()).scalars().all()
-    untouched = (len(following) == 1 and following[0].status == "pending"
-                 and not lock_active(following[0]) and not following[0].countersigns)
-    if not untouched:
-        raise conflict("done")
+    refusal = recall_refusal(done, following, user)
+    if refusal is not None:
+        raise conflict(refusal)
     following[0].status = "recalled"
     task = Task(instance=instance, node_id=done.node_id, assignee_user_id=user.id)
     db.session.add(task)

@@ -1,0 +1,155 @@
+"""Who may see a task and who may act on it now, as one set of rules.
+
+Pages, the API, batch creation and the item runner all ask here: whether a
+user may open a task (``may_open``), which tasks are theirs to handle
+(``pending_tasks_query``), and why they cannot act on one right now
+(``blocking_reason``, a reason code).
+"""
+from dataclasses import dataclass
+
+from flask_babel import gettext as _
+from sqlalchemy import or_
+
+from portal.errors import NotFound, UserError, conflict
+from portal.extensions import db
+from portal.models import Instance, Node, ProcessDefinition, Task
+from portal.models.base import contains, utcnow
+
+
+def assigned_to(user):
+    """SQL condition: tasks assigned to ``user`` directly or through a role."""
+    roles = user.roles_list
+    condition = Task.assignee_user_id == user.id
+    return or_(condition, Task.assignee_role.in_(roles)) if roles else condition
+
+
+def can_act(user, task):
+    return task.assignee_user_id == user.id or (
+        task.assignee_role is not None and task.assignee_role in user.roles_list)
+
+
+def may_open(user, task, *, completed_by_id, signer):
+    """Whether ``user`` may open a task: the one rule behind pages, API and
+    batches. ``task`` is a Task or a TaskState; ``signer`` says whether the
+    user was asked to countersign it."""
+    return (user.is_admin or can_act(user, task) or completed_by_id == user.id
+            or bool(signer))
+
+
+def can_view_task(user, task):
+    return may_open(user, task, completed_by_id=task.completed_by_id,
+                    signer=any(c.user_id == user.id for c in task.countersigns))
+
+
+def can_view_instance(user, instance):
+    if user.is_admin or instance.created_by_id == user.id:
+        return True
+    return any(can_view_task(user, t) for t in instance.tasks)
+
+
+def visible_task(user, task_id, *, for_update=False):
+    """The task if ``user`` may see it, else NotFound (missing and hidden look alike)."""
+    task = get_task(task_id, for_update=for_update)
+    if task is None or not can_view_task(user, task):
+        raise NotFound(_("Task not found."))
+    return task
+
+
+def get_task(task_id, *, for_update=False):
+    query = db.select(Task).where(Task.id == task_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def pending_tasks_query(user, *, node_id=None, process_key=None, title_contains=None):
+    """Pending tasks of running instances that ``user`` may handle."""
+    query = (db.select(Task).join(Instance, Task.instance_id == Instance.id)
+             .where(Task.status == "pending", Instance.status == "running", assigned_to(user)))
+    if node_id is not None:
+        query = query.where(Task.node_id == node_id)
+    if process_key:
+        query = query.join(Node, Task.node_id == Node.id).join(
+            ProcessDefinition, Node.process_id == ProcessDefinition.id).where(
+            ProcessDefinition.key == process_key)
+    if title_contains:
+        query = query.where(contains(Instance.title, title_contains))
+    return query
+
+
+def pending_counts_by_node(user, process_key=None):
+    """[(node, count)] for nodes where ``user`` has pending tasks."""
+    tasks = pending_tasks_query(user, process_key=process_key).subquery()
+    rows = db.session.execute(
+        db.select(Node, db.func.count(tasks.c.id)).join(tasks, tasks.c.node_id == Node.id)
+        .group_by(Node.id).order_by(Node.id)).all()
+    return [(node, count) for node, count in rows]
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """What eligibility depends on, read from an ORM task or a bulk query row."""
+    status: str
+    instance_status: str
+    suspended: bool
+    assignee_user_id: int | None
+    assignee_role: str | None
+    countersigning: bool
+    lock_holder_id: int | None
+    lock_batch_id: int | None
+    lock_expires_at: object
+
+
+def task_state(task):
+    return TaskState(task.status, task.instance.status, task.instance.suspended,
+                     task.assignee_user_id, task.assignee_role,
+                     any(c.status == "pending" for c in task.countersigns),
+                     task.lock_holder_id, task.lock_batch_id, task.lock_expires_at)
+
+
+def lock_active(task, now=None):
+    if task.lock_holder_id is None:
+        return False
+    if task.lock_batch_id is not None or task.lock_expires_at is None:
+        return True
+    return task.lock_expires_at > (now or utcnow())
+
+
+def locked_by_other(task, user, batch_id=None, now=None):
+    """True when someone else (or another batch) holds the task's lock."""
+    if not lock_active(task, now):
+        return False
+    if task.lock_batch_id is not None:
+        return task.lock_batch_id != batch_id
+    return task.lock_holder_id != user.id
+
+
+def blocking_reason(state, user, *, batch_id=None, now=None):
+    """Why ``user`` cannot act on a task in ``state`` now, as a reason code, or None.
+
+    ``state`` is a TaskState (or None for a task that does not exist).
+    """
+    if state is None:
+        return "gone"
+    if state.status != "pending" or state.instance_status != "running":
+        return "done"
+    if not can_act(user, state):
+        return "not_yours"
+    if state.suspended:
+        return "suspended"
+    if state.countersigning:
+        return "countersigning"
+    if locked_by_other(state, user, batch_id, now):
+        return "locked"
+    return None
+
+
+def check_can_act(task, user, *, batch_id=None):
+    reason = blocking_reason(task_state(task) if task is not None else None, user,
+                             batch_id=batch_id)
+    if reason in ("gone", "not_yours"):
+        raise NotFound(_("Task not found."), reason="unavailable")
+    if reason:
+        raise conflict(reason)
+    if user.disabled:
+        raise UserError(_("User %(name)s is disabled.", name=user.username))
