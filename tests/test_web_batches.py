@@ -197,7 +197,7 @@ def test_all_matching_takes_every_pending_task_that_matches_the_search(client, f
     response = _post_new(client, node_id, all="1", q="Hotel")
     assert response.status_code == 302
     batch = db.session.execute(db.select(Batch)).scalar_one()
-    assert batch.total == 3 and batch.filter == {"title_contains": "Hotel"}
+    assert batch.total == 3 and batch.filter == {"all_pending": True, "title_contains": "Hotel"}
     titles = db.session.execute(db.select(Task.id).where(Task.lock_batch_id == batch.id)).scalars()
     assert not set(titles) & {t.id for t in others}
 
@@ -207,7 +207,7 @@ def test_all_matching_with_no_match_creates_nothing(client, factory):
     tasks = factory.tasks(2, starter=users["admin"])
     login(client, "alice")
     response = client.get(_new_url(tasks[0].node_id, all="1", q="nothing like this"))
-    assert response.status_code == 400 and "No pending task matches." in _html(response)
+    assert response.status_code == 400 and "There are no pending tasks of yours at this node that match." in _html(response)
 
 
 def test_confirming_needs_the_csrf_token(client, factory):

@@ -5,7 +5,7 @@ if Redis is unreachable the batch waits in the database for recovery. Who may
 see a batch: its creator, supervisors and admins; anyone else gets a 404.
 Lists are oldest first, ``limit`` (1-500) at a time after ``cursor``.
 """
-from flask import current_app, request
+from flask import request
 from flask_babel import gettext as _, lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
@@ -17,8 +17,7 @@ from portal.batches.serialize import batch_to_dict, item_to_dict
 from portal.extensions import db
 from portal.models import Batch, BatchItem
 from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES
-from portal.workflow.engine import validate_decision
-from portal.errors import NotFound, ValidationFailed
+from portal.errors import NotFound
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
                  "concurrency"}
@@ -39,10 +38,6 @@ def _node(body):
     if not is_id(node_id):
         raise NotFound(_("Node not found."))
     return creation.get_node(node_id)
-
-
-def _max_tasks():
-    return current_app.config["MAX_IMPORT_ROWS"]
 
 
 def _explicit_task_ids(raw):
@@ -84,15 +79,8 @@ def _selection(body, user, node):
         if "filter" in body:
             raise invalid("filter", _("A filter applies only with all_pending."))
         return _explicit_task_ids(body.get("task_ids")), None
-    title = _title_filter(body)
-    task_ids = creation.query_task_ids(user, node, title)
-    if not task_ids:
-        # Form errors first: they are worth fixing whatever the selection.
-        validate_decision(node, body.get("action"), body.get("comment"), body.get("form"))
-        raise ValidationFailed(
-            {"all_pending": _("None of your pending tasks at this node match.")},
-            _("There are no pending tasks of yours at this node that match."))
-    return task_ids, {"all_pending": True, "title_contains": title}
+    # An empty result is for create_batch to report, with any fault of the form.
+    return creation.all_pending_selection(user, node, _title_filter(body))
 
 
 def _check_concurrency(value):
@@ -123,8 +111,6 @@ def create_batch():
     check_form_shape(node, body.get("form"))
     _check_concurrency(body.get("concurrency"))
     task_ids, stored_filter = _selection(body, user, node)
-    if len(task_ids) > _max_tasks():
-        raise invalid("task_ids", _("At most %(n)s tasks per batch.", n=_max_tasks()))
     batch = creation.create_batch(
         user, node, task_ids=task_ids, action=body.get("action"), comment=body.get("comment"),
         form=body.get("form"), concurrency=body.get("concurrency"), filter=stored_filter)

@@ -111,6 +111,26 @@ def classify(user, node, task_ids, *, lock=False):
     return result
 
 
+def all_pending_selection(user, node, title_contains=None):
+    """(ids, stored filter) of "all my pending tasks at this node", optionally
+    those whose title contains ``title_contains``; tasks already in a batch are
+    not offered again. The filter is kept on the batch: how its ids were chosen."""
+    title = title_contains or None
+    return query_task_ids(user, node, title), {"all_pending": True, "title_contains": title}
+
+
+def selection_errors(task_ids, filter=None):
+    """{"task_ids": why} when the selection cannot make a batch: empty, or more
+    than a batch may hold. Pages and API alike."""
+    if not task_ids:
+        if filter and filter.get("all_pending"):
+            return {"task_ids": _("There are no pending tasks of yours at this node that match.")}
+        return {"task_ids": _("Choose at least one task.")}
+    if len(task_ids) > max_batch_size():
+        return {"task_ids": _("At most %(n)s tasks per batch.", n=max_batch_size())}
+    return {}
+
+
 def query_task_ids(user, node, title_contains=None):
     query = pending_tasks_query(user, node_id=node.id, title_contains=title_contains).where(
         Task.lock_batch_id.is_(None))  # already in a batch: not offered again
@@ -167,12 +187,10 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     errors = {}
     concurrency = _concurrency(concurrency, errors)
     cleaned_form = _checked_decision(node, mode, action, comment, form, errors)
-    if not task_ids:
-        errors["task_ids"] = _("Choose at least one task.")
-    elif len(task_ids) > max_batch_size():
-        errors["task_ids"] = _("At most %(n)s tasks per batch.", n=max_batch_size())
+    errors.update(selection_errors(task_ids, filter))
     if errors:  # every problem at once, before anything is written
-        raise ValidationFailed(errors)
+        only_selection = set(errors) == {"task_ids"}
+        raise ValidationFailed(errors, errors["task_ids"] if only_selection else None)
 
     now = utcnow()
     batch = Batch(process_id=node.process_id, node_id=node.id, status="pending", mode=mode,

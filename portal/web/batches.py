@@ -101,11 +101,17 @@ class Selection:
     def task_ids(self, user):
         """The chosen ids; ValidationFailed when none (or not numbers) were chosen."""
         if self.all_matching:
-            ids = creation.query_task_ids(user, self.node, self.query or None)
-            if not ids:
-                raise ValidationFailed({"task_ids": _("No pending task matches.")})
+            ids, stored = creation.all_pending_selection(user, self.node, self.query)
+            errors = creation.selection_errors(ids, stored)
+            if errors:
+                raise ValidationFailed(errors)
             return ids
         return creation.parse_task_ids(self.raw_ids)
+
+    @property
+    def stored_filter(self):
+        return {"all_pending": True, "title_contains": self.query or None} \
+            if self.all_matching else None
 
 
 def _submitted_form(node, values):
@@ -145,7 +151,7 @@ def new():
         batch = creation.create_batch(
             current_user, selection.node, task_ids=task_ids, **decision,
             concurrency=values.get("concurrency"),
-            filter={"title_contains": selection.query} if selection.all_matching else None)
+            filter=selection.stored_filter)
     except ValidationFailed as exc:
         db.session.rollback()
         return _render_new(selection, task_ids, exc.errors, 422)
