@@ -397,7 +397,7 @@ def test_pause_resume_cancel_follow_the_batch_state(api, tasks):
     assert api("alice").post(f"/batches/{batch_id}/resume").status_code == 409
 
     claim = runner.claim_next(batch_id)  # one item runs to the end; the rest get cancelled
-    runner.finish_item(claim, claim_next_item=False)
+    runner.run_claimed_item(claim, claim_next_item=False)
     cancelled = api("alice").post(f"/batches/{batch_id}/cancel")
     assert cancelled.status_code == 202
     batch = cancelled.get_json()["batch"]

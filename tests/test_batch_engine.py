@@ -84,8 +84,8 @@ def test_item_run_twice_takes_effect_once(factory):
     tasks = factory.tasks(1, starter=users["admin"])
     batch = factory.batch(users["alice"], tasks)
     claim = runner.claim_next(batch.id)
-    assert runner.finish_item(claim) is None
-    assert runner.finish_item(claim) is None  # a duplicate delivery of the same claim
+    assert runner.run_claimed_item(claim) is None
+    assert runner.run_claimed_item(claim) is None  # a duplicate delivery of the same claim
     approvals = db.session.execute(db.select(db.func.count(History.id)).where(
         History.action == "approve")).scalar()
     assert approvals == 1
@@ -148,7 +148,7 @@ def test_pause_resume_cancel(factory):
     control.resume(batch, users["alice"])
     db.session.commit()
     claim = runner.claim_next(batch.id)
-    runner.finish_item(claim, claim_next_item=False)
+    runner.run_claimed_item(claim, claim_next_item=False)
     control.cancel(batch, users["alice"])
     db.session.commit()
     db.session.refresh(batch)

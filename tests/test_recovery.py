@@ -281,7 +281,7 @@ def test_expired_lease_is_reclaimed_and_the_late_worker_changes_nothing(factory,
     assert attempt.outcome == "error" and attempt.error == str(recovery.LEASE_EXPIRED)
     _assert_counters(batch.id)
 
-    assert runner.finish_item(claim) is None  # the vanished worker comes back: refused
+    assert runner.run_claimed_item(claim) is None  # the vanished worker comes back: refused
     assert _approvals(item.task_id) == 0
     clock.advance(5)
     runner.run_inline(batch.id)
@@ -390,7 +390,7 @@ def test_stalled_and_never_started_batches_are_restarted_once(factory, app, cloc
     stall = app.config["BATCH_STALL_SECONDS"]
     never_started, _t, users = _batch(factory, 3)
     stalled, _t, _u = _batch(factory, 3, users=users)
-    runner.finish_item(runner.claim_next(stalled.id), claim_next_item=False)
+    runner.run_claimed_item(runner.claim_next(stalled.id), claim_next_item=False)
     fresh, _t, _u = _batch(factory, 3, users=users)
     paused, _t, _u = _batch(factory, 3, users=users)
     control.pause(paused, users["alice"])

@@ -2,7 +2,7 @@
 
 A failed item goes back to pending by a person's retry (``control.retry``) or
 by recovery's automatic one; a running item whose run was lost goes back to
-pending with backoff, or fails at its retry limit (``release_lease``, used by
+pending with backoff, or fails at its retry limit (``retry_lost_run``, used by
 the runner and by recovery). A batch takes its tasks at creation and again on
 retry, and gives one back when its item ends without approving it. These
 changes must agree for "approved at most once" and for the counters to hold,
@@ -88,7 +88,7 @@ def reopen(batch, now):
     batch.progress_at = now
 
 
-def release_lease(item, message, now):
+def retry_lost_run(item, message, now):
     """A running item whose run was lost (an unexpected error, a vanished
     worker): back to pending with backoff, or failed once it used up its
     retries, its task then back with people. The caller holds the item row."""

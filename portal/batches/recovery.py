@@ -6,7 +6,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 1. expired leases are reclaimed: the item's worker vanished, which is an
    unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
-   (``items.release_lease``);
+   (``items.retry_lost_run``);
 2. items that failed for an unexpected cause in the last 24 hours and are
    still under the limit go back to pending. The runner itself only fails
    such an item at the limit, so this finds items after the limit was raised;
@@ -72,7 +72,7 @@ def _reclaim_one(item_id, now):
     db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
                                     started_at=item.started_at or clock, finished_at=clock,
                                     outcome="error", error=message))
-    items.release_lease(item, message, clock)
+    items.retry_lost_run(item, message, clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id

@@ -136,7 +136,7 @@ def _claim_after(conn, batch_id, counters, now):
     return Claim(item_id, token)
 
 
-def finish_item(claim, *, claim_next_item=True, decision=None):
+def run_claimed_item(claim, *, claim_next_item=True, decision=None):
     """Run one claimed item in one transaction; returns the next claim or None."""
     started = time.monotonic()
     try:
@@ -187,7 +187,7 @@ def record_unexpected(claim, exc):
         db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id,
                                         worker=worker_name(), started_at=item.started_at,
                                         finished_at=now, outcome="error", error=message))
-        items.release_lease(item, message, now)
+        items.retry_lost_run(item, message, now)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -232,7 +232,7 @@ def _run_slice(batch_id, slice_seconds):
     processed, in_time = 0, True
     while claim is not None:
         in_time = time.monotonic() < deadline
-        claim = finish_item(claim, claim_next_item=in_time, decision=decision)
+        claim = run_claimed_item(claim, claim_next_item=in_time, decision=decision)
         processed += 1
     return processed, not in_time
 
