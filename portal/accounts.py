@@ -16,14 +16,13 @@ from werkzeug.security import generate_password_hash
 from portal.extensions import db
 from portal.models import ApiToken, User, UserSession
 from portal.models import users as user_models
-from portal.models.base import utcnow
+from portal.models.base import is_db_id, utcnow
 from portal.models.users import ROLES, digest
 from portal.errors import NotFound, ValidationFailed
 
 MIN_PASSWORD_LENGTH = 8
 MAX_TOKEN_NAME = 80
 MAX_TOKEN_DAYS = 3650
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
 def all_users():
@@ -246,7 +245,7 @@ def list_tokens(user):
 
 def revoke_token(token_id, user=None):
     """Revoke one token (of ``user`` when given); revoking twice changes nothing."""
-    row = db.session.get(ApiToken, token_id) if 1 <= token_id <= MAX_ID else None
+    row = db.session.get(ApiToken, token_id) if is_db_id(token_id) else None
     if row is None or (user is not None and row.user_id != user.id):
         raise NotFound(_("No API token %(id)s.", id=token_id))
     if row.revoked_at is None:

@@ -19,12 +19,13 @@ from portal.api.validation import check_request
 from portal.auth_loader import user_from_bearer_token
 from portal.extensions import csrf, db
 from portal.errors import WorkflowError
+from portal.models.base import MAX_ID
+from portal.paging import keyset_page
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token auth, no cookies: nothing for a forged request to ride on
 
 
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
 def _operation():
@@ -77,15 +78,11 @@ def int_arg(name, default=None, minimum=None, maximum=None):
 
 
 def paginate(query, id_column, default_limit=50, max_limit=500):
-    """Keyset pagination on an ascending id: (rows, next_cursor)."""
-    limit = int_arg("limit", default_limit, 1, max_limit)
-    cursor = int_arg("cursor", None, 0, MAX_ID)
-    if cursor is not None:
-        query = query.where(id_column > cursor)
-    rows = db.session.execute(query.order_by(id_column).limit(limit + 1)).scalars().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more and rows else None)
+    """Keyset pagination on an ascending id: (rows, next_cursor), ``limit``
+    (1-500) rows after ``cursor``."""
+    page = keyset_page(query, id_column, limit=int_arg("limit", default_limit, 1, max_limit),
+                       after=int_arg("cursor", None, 0, MAX_ID))
+    return page.rows, page.next_cursor
 
 
 def _error(status, message, errors=None):

@@ -9,14 +9,15 @@ from flask import request
 from flask_babel import gettext as _, lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from portal.api import ApiError, api_user, bp, json_body, schemas
+from portal.api import ApiError, api_user, bp, json_body, paginate, schemas
 from portal.api.operations import Param, Reply, operation, page_reply
-from portal.api.workflow import MAX_ID, check_form_shape, invalid, is_id, only_fields, page
+from portal.api.workflow import check_form_shape, invalid, only_fields
 from portal.batches import access, control, creation, dispatch
 from portal.batches.serialize import batch_to_dict, item_to_dict
 from portal.extensions import db
 from portal.models import Batch, BatchItem
-from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES
+from portal.models.batches import BATCH_STATUSES, FAILED_ITEM_STATUSES, ITEM_STATUSES
+from portal.models.base import MAX_ID, is_db_id
 from portal.errors import NotFound
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
@@ -35,7 +36,7 @@ def _node(body):
         raise invalid("node_id", _("This field is required."))
     if isinstance(node_id, bool) or not isinstance(node_id, int):
         raise invalid("node_id", _("Must be a whole number."))
-    if not is_id(node_id):
+    if not is_db_id(node_id):
         raise NotFound(_("Node not found."))
     return creation.get_node(node_id)
 
@@ -129,7 +130,7 @@ def _status_arg(allowed):
 
 
 def _batch(batch_id):
-    return access.visible_batch(api_user(), batch_id if is_id(batch_id) else None)
+    return access.visible_batch(api_user(), batch_id if is_db_id(batch_id) else None)
 
 
 @bp.get("/batches")
@@ -144,7 +145,7 @@ def list_batches():
     status = _status_arg(BATCH_STATUSES)
     if status is not None:
         query = query.where(Batch.status == status)
-    batches, next_cursor = page(query, Batch.id)
+    batches, next_cursor = paginate(query, Batch.id)
     return {"batches": [batch_to_dict(b) for b in batches], "next_cursor": next_cursor}
 
 
@@ -165,10 +166,10 @@ def list_items(batch_id):
     query = db.select(BatchItem).where(BatchItem.batch_id == batch.id)
     status = _status_arg(ITEM_STATUSES)
     if status == "failed":
-        query = query.where(BatchItem.status.in_(("failed", "import_failed")))
+        query = query.where(BatchItem.status.in_(FAILED_ITEM_STATUSES))
     elif status is not None:
         query = query.where(BatchItem.status == status)
-    items, next_cursor = page(query, BatchItem.id)
+    items, next_cursor = paginate(query, BatchItem.id)
     return {"items": [item_to_dict(i) for i in items], "next_cursor": next_cursor}
 
 
@@ -183,7 +184,7 @@ def _item_ids():
     raw = body.get("item_ids")
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(is_id(v) for v in raw):
+    if not isinstance(raw, list) or not all(is_db_id(v) for v in raw):
         raise invalid("item_ids", _("Must be a list of item ids."))
     if len(raw) > MAX_RETRY_IDS:
         raise invalid("item_ids", _("At most %(n)s item ids; send none to retry every failed item.",

@@ -9,8 +9,8 @@ answers refer to the shared ``components`` below.
 Answers list the keys the contract promises as ``required`` and allow more
 keys: an answer may grow without breaking scripts, a request may not.
 """
+from portal.models.base import MAX_ID
 
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 MAX_COMMENT = 2000
 MAX_TITLE = 300
 MAX_RETRY_IDS = 5000  # ids in one retry request (one SQL IN list)

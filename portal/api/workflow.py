@@ -14,11 +14,10 @@ from portal.api import schemas
 from portal.api.operations import Param, Reply, operation, page_reply
 from portal.extensions import db
 from portal.models import Task
+from portal.models.base import MAX_ID
 from portal.workflow import engine, visibility
 from portal.errors import ValidationFailed
 
-# The id columns are 32-bit integers on PostgreSQL: larger numbers name nothing.
-MAX_ID = 2**31 - 1
 
 
 # --- input checks shared by the API modules ----------------------------------------
@@ -50,21 +49,6 @@ def check_form_shape(node, form):
     if not isinstance(form, dict):
         raise invalid("form", _("Must be an object."))
     only_fields(form, {field["key"] for field in node.fields})
-
-
-def page(query, id_column):
-    """``paginate`` with the cursor bounded to what an id column can hold.
-
-    PostgreSQL refuses to compare an integer column with a larger number
-    (a 500); a cursor past the last possible id is bad input, so a 400.
-    """
-    int_arg("cursor", None, 0, MAX_ID)
-    return paginate(query, id_column)
-
-
-def is_id(value):
-    """True for a JSON integer (not a boolean) that can name a row."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
 # --- JSON shapes --------------------------------------------------------------------
@@ -164,7 +148,7 @@ def list_tasks():
             query = query.where(Task.node_id == node_id)
     query = query.options(selectinload(Task.instance), selectinload(Task.lock_holder),
                           selectinload(Task.assignee_user))
-    tasks, next_cursor = page(query, Task.id)
+    tasks, next_cursor = paginate(query, Task.id)
     return {"tasks": [task_to_dict(t) for t in tasks], "next_cursor": next_cursor}
 
 

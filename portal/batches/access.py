@@ -3,19 +3,14 @@ from flask_babel import gettext as _
 
 from portal.extensions import db
 from portal.models import Batch, Instance, Task
-from portal.models.base import chunks
+from portal.models.base import chunks, is_db_id
 from portal.errors import NotFound, UserError
 
-MAX_ID = 2**31 - 1  # id columns are 32-bit integers
 # An item ignored for one of these names a task its batch's creator may not
 # open: it shows no title. (Rows written before "unavailable" existed say
 # "gone" or "not_yours".)
 UNSEEN_REASONS = ("unavailable", "gone", "not_yours")
 
-
-def is_db_id(value):
-    """A value that can be a row id (larger ones would make PostgreSQL fail)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 def visible_batches_query(user):

@@ -13,11 +13,10 @@ from flask_babel import gettext as _
 from sqlalchemy import exists, insert
 
 from portal.batches import items
-from portal.batches.access import MAX_ID, is_db_id
 from portal.batches.counters import add_event
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
-from portal.models.base import chunks, utcnow
+from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
 from portal.workflow.engine import check_decision, validate_decision
 from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
 from portal.errors import NotFound, ValidationFailed, reason_message

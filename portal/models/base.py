@@ -14,6 +14,14 @@ def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers (PostgreSQL refuses larger)
+
+
+def is_db_id(value):
+    """A JSON or Python integer (not a boolean) that can name a row."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 # Id lists go into SQL ``IN`` clauses this many at a time: under SQLite's
 # bound-parameter limit, and short statements on PostgreSQL.
 IN_CLAUSE_CHUNK = 900

@@ -12,7 +12,8 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, ValidationError
 
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+from portal.models.base import MAX_ID
+
 _ID_TEXT = re.compile(r"[0-9]{1,10}")  # ASCII digits: int() also takes "²" and "١"
 
 
