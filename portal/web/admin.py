@@ -22,10 +22,11 @@ from portal.models.base import utcnow
 from portal.queueing import get_redis
 from portal.web.auth import is_local_path
 from portal.web.args import id_arg
+from portal.web.errors import back_with_message
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine, listing
 from portal.workflow.definitions import load_definition
-from portal.errors import NotFound, ValidationFailed, WorkflowError
+from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -211,12 +212,8 @@ def reset_password(user_id):
 @bp.route("/users/<int:user_id>/tokens/<int:token_id>/revoke", methods=["POST"])
 def revoke_token(user_id, token_id):
     user = _user_or_404(user_id)
-    try:
-        token = accounts.revoke_token(token_id, user=user)
-        db.session.commit()
-    except NotFound:
-        db.session.rollback()
-        abort(404)
+    token = accounts.revoke_token(token_id, user=user)
+    db.session.commit()
     flash(_("API token %(id)s of %(name)s is revoked.", id=token.id, name=user.username),
           "success")
     return redirect(url_for("admin.show_user", user_id=user.id))
@@ -240,27 +237,24 @@ def instances():
                            statuses=listing.INSTANCE_STATUSES)
 
 
-def _back_to_instances():
+def _back_to_instances_url():
     target = request.form.get("next")
-    return redirect(target if is_local_path(target) else url_for("admin.instances"))
+    return target if is_local_path(target) else url_for("admin.instances")
 
 
 def _set_suspended(instance_id, suspended):
     try:
         instance = engine.set_suspended(instance_id, current_user, suspended)
         db.session.commit()
-    except WorkflowError as exc:
-        db.session.rollback()
-        if exc.status == 404:
-            abort(404)
-        flash(_("Instance %(id)s cannot be suspended: it has finished or is suspended already.",
-                id=instance_id) if suspended else
-              _("Instance %(id)s cannot be resumed: it has finished or is not suspended.",
-                id=instance_id), "error")
-        return _back_to_instances()
+    except Conflict as exc:
+        return back_with_message(exc, _back_to_instances_url(), _(
+            "Instance %(id)s cannot be suspended: it has finished or is suspended already.",
+            id=instance_id) if suspended else _(
+            "Instance %(id)s cannot be resumed: it has finished or is not suspended.",
+            id=instance_id))
     flash(_("Instance %(id)s suspended.", id=instance.id) if suspended
           else _("Instance %(id)s resumed.", id=instance.id), "success")
-    return _back_to_instances()
+    return redirect(_back_to_instances_url())
 
 
 @bp.route("/instances/<int:instance_id>/suspend", methods=["POST"])

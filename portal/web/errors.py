@@ -12,10 +12,10 @@ from portal.extensions import db
 from portal.errors import NotFound, WorkflowError
 
 
-def back_with_message(exc, url):
-    """Nothing changed: back to ``url``, saying why."""
+def back_with_message(exc, url, message=None):
+    """Nothing changed: back to ``url``, saying why (``message``, else the error's)."""
     db.session.rollback()
-    flash(exc.message, "warning" if exc.status == 409 else "error")
+    flash(message or exc.message, "warning" if exc.status == 409 else "error")
     return redirect(url)
 
 

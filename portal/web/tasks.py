@@ -8,17 +8,17 @@ POST) or by the decision or countersign request itself.
 """
 from dataclasses import dataclass
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+from flask import (Blueprint, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal.extensions import db
-from portal.models import Instance
 from portal.models.base import utcnow
 from portal.workflow import engine, listing, visibility
-from portal.errors import CONFLICT_MESSAGES, NotFound, ValidationFailed, WorkflowError
+from portal.errors import CONFLICT_MESSAGES, Conflict, UserError, ValidationFailed
 from portal.web.args import id_arg
+from portal.web.errors import back_with_message
 from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
                               node_form_values)
 
@@ -63,22 +63,6 @@ def field_labels(node):
     """{field key: label} of a node, for showing stored forms."""
     return {f["key"]: f.get("label") or f["key"] for f in (node.fields if node else [])}
 
-
-def _visible_task_or_404(task_id):
-    try:
-        return visibility.visible_task(current_user, task_id)
-    except NotFound:
-        abort(404)
-
-
-def _visible_instance_or_404(instance_id):
-    instance = db.session.get(Instance, instance_id)
-    if instance is None or not visibility.can_view_instance(current_user, instance):
-        abort(404)
-    return instance
-
-
-# --- My tasks ------------------------------------------------------------------------------
 
 def _processes(all_counts):
     """[(key, name, pending)] of the processes the user has pending tasks in."""
@@ -149,17 +133,17 @@ def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
 @bp.route("/tasks/<int:task_id>")
 def show(task_id):
     """The task as it is; reading it takes no lock (a GET changes nothing)."""
-    return _render_task(_visible_task_or_404(task_id))
+    return _render_task(visibility.visible_task(current_user, task_id))
 
 
 @bp.route("/tasks/<int:task_id>/take", methods=["POST"])
 def take(task_id):
     """Hold the task's lock for TASK_LOCK_MINUTES so no one else acts on it meanwhile."""
-    _visible_task_or_404(task_id)
+    visibility.visible_task(current_user, task_id)
     try:
         task = engine.take_task(task_id, current_user)
         db.session.commit()
-    except WorkflowError as exc:
+    except (Conflict, UserError) as exc:
         return _conflict(exc, task_id)
     if task.status == "pending" and task.lock_holder_id == current_user.id:
         flash(_("You hold this task for %(minutes)s minutes: no one else can act on it meanwhile.",
@@ -169,16 +153,12 @@ def take(task_id):
 
 def _conflict(exc, task_id):
     """A state conflict or refused user: say why and show the task as it is now."""
-    db.session.rollback()
-    if isinstance(exc, NotFound):
-        abort(404)
-    flash(exc.message, "error")
-    return redirect(url_for("tasks.show", task_id=task_id))
+    return back_with_message(exc, url_for("tasks.show", task_id=task_id))
 
 
 @bp.route("/tasks/<int:task_id>/decide", methods=["POST"])
 def decide(task_id):
-    task = _visible_task_or_404(task_id)
+    task = visibility.visible_task(current_user, task_id)
     node_form = build_node_form(task.node.fields, formdata=request.form)
     decision_form = DecisionForm()
     action = decision_form.action.data
@@ -191,7 +171,7 @@ def decide(task_id):
         flash(_("Please correct the marked fields."), "error")
         return _render_task(task, node_form=node_form, decision_form=decision_form,
                             form_errors=exc.errors, status=422)
-    except WorkflowError as exc:
+    except (Conflict, UserError) as exc:
         return _conflict(exc, task_id)
     flash(_("Task approved.") if action == "approve" else _("Task rejected."), "success")
     return redirect(url_for("tasks.index"))
@@ -199,7 +179,7 @@ def decide(task_id):
 
 @bp.route("/tasks/<int:task_id>/countersign", methods=["POST"])
 def countersign(task_id):
-    task = _visible_task_or_404(task_id)
+    task = visibility.visible_task(current_user, task_id)
     form = CountersignForm()
     errors = {}
     if form.validate():
@@ -209,7 +189,7 @@ def countersign(task_id):
         except ValidationFailed as exc:
             db.session.rollback()
             errors = exc.errors
-        except WorkflowError as exc:
+        except (Conflict, UserError) as exc:
             return _conflict(exc, task_id)
         else:
             flash(_("%(name)s was asked to countersign.", name=form.signer.data.strip()), "success")
@@ -220,7 +200,7 @@ def countersign(task_id):
 
 @bp.route("/tasks/<int:task_id>/sign", methods=["POST"])
 def sign(task_id):
-    _visible_task_or_404(task_id)
+    visibility.visible_task(current_user, task_id)
     form = SignForm()
     try:
         engine.sign(task_id, current_user, form.comment.data or None)
@@ -229,7 +209,7 @@ def sign(task_id):
         db.session.rollback()
         flash(" ".join(str(m) for m in exc.errors.values()), "error")
         return redirect(url_for("tasks.show", task_id=task_id))
-    except WorkflowError as exc:
+    except (Conflict, UserError) as exc:
         return _conflict(exc, task_id)
     flash(_("You signed the task."), "success")
     return redirect(url_for("tasks.index"))
@@ -237,17 +217,15 @@ def sign(task_id):
 
 @bp.route("/tasks/<int:task_id>/recall", methods=["POST"])
 def recall(task_id):
-    done = _visible_task_or_404(task_id)
+    done = visibility.visible_task(current_user, task_id)
     instance_id = done.instance_id
     try:
         task = engine.recall(task_id, current_user)
         db.session.commit()
-    except WorkflowError as exc:
-        db.session.rollback()
-        if isinstance(exc, NotFound):
-            abort(404)
-        flash(_("This can no longer be recalled: %(reason)s", reason=exc.message), "error")
-        return redirect(url_for("tasks.instance", instance_id=instance_id))
+    except Conflict as exc:
+        return back_with_message(exc, url_for("tasks.instance", instance_id=instance_id),
+                                 _("This can no longer be recalled: %(reason)s",
+                                   reason=exc.message))
     flash(_("Recalled. The task is back with you."), "success")
     return redirect(url_for("tasks.show", task_id=task.id))
 
@@ -256,7 +234,7 @@ def recall(task_id):
 
 @bp.route("/instances/<int:instance_id>")
 def instance(instance_id):
-    instance = _visible_instance_or_404(instance_id)
+    instance = visibility.visible_instance(current_user, instance_id)
     history = listing.instance_history(instance)
     labels = {node.id: field_labels(node) for node in instance.process.nodes}
     viewable = {t.id for t in instance.tasks if visibility.can_view_task(current_user, t)}

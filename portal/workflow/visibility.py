@@ -47,6 +47,14 @@ def can_view_instance(user, instance):
     return any(can_view_task(user, t) for t in instance.tasks)
 
 
+def visible_instance(user, instance_id):
+    """The instance if ``user`` may see it, else NotFound (missing and hidden look alike)."""
+    instance = db.session.get(Instance, instance_id)
+    if instance is None or not can_view_instance(user, instance):
+        raise NotFound(_("Instance not found."))
+    return instance
+
+
 def visible_task(user, task_id, *, for_update=False):
     """The task if ``user`` may see it, else NotFound (missing and hidden look alike)."""
     task = get_task(task_id, for_update=for_update)
