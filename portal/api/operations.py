@@ -50,7 +50,7 @@ def _scalar_check(schema):
 
 def _items(validator, items, instance, schema):
     """``items`` with a fast path: a batch lists up to 50,000 ids, and checking
-    each through the general validator costs about 10 us. When every item
+    each through the general validator is slow (docs/performance.md). When every item
     passes the plain check nothing is wrong; otherwise the general validator
     finds and words the faults."""
     fits = _scalar_check(items)

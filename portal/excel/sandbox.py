@@ -13,7 +13,7 @@ not be read".
 A fresh interpreter (fork + exec by ``subprocess``) rather than a fork of
 this process: web workers run threads (gunicorn's gthread) and forking a
 threaded process copies locks other threads hold. The child imports only the
-standard library and python-calamine, so it starts in about 20 ms. Its rows
+standard library and python-calamine, so it starts quickly. Its rows
 arrive in frames while it converts the next ones, so the reader builds
 entries from the first rows in parallel.
 
