@@ -317,7 +317,7 @@ def test_progress_json_reports_counters_and_eta(client, factory):
     assert (data["id"], data["status"], data["total"], data["pending"]) == (
         batch.id, "pending", 4, 4)
     assert data["percent"] == 0 and data["active"] is True and data["eta_seconds"] is None
-    assert data["counters"]["pending"] == 4 and data["status_label"] == "Pending"
+    assert data["by_status"]["pending"] == 4 and data["status_label"] == "Pending"
     runner.run_lane(batch.id, slice_seconds=0)    # one item, and the batch is running
     batch = db.session.get(Batch, batch.id)
     batch.started_at = datetime.utcnow() - timedelta(seconds=30)

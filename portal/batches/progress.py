@@ -47,6 +47,8 @@ def batch_eta(batch, now=None):
                        batch.started_at, now or utcnow())
 
 
-def counters(batch):
-    """Each counter of the batch row by name (``cancelled`` on its own here)."""
+def items_by_status(batch):
+    """How many items are in each status group, from the batch row's counters:
+    here ``ignored`` does not hold the cancelled items, which have their own
+    key (the API's BATCH ``ignored`` includes them, as the contract says)."""
     return {name: getattr(batch, name) for name in COUNTER_NAMES}

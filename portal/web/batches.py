@@ -16,7 +16,7 @@ from flask_login import current_user, login_required
 
 from portal.batches import access, control, creation, dispatch, listing
 from portal.batches.progress import (
-    batch_eta, counters, is_active, progress_percent, status_key)
+    batch_eta, is_active, items_by_status, progress_percent, status_key)
 from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
 from portal.models import Node
@@ -197,7 +197,7 @@ def show(batch_id):
         "batches/show.html", **_page_context(batch), page=page, status_filter=status_filter,
         item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
-        event_summary=event_summary, counters=counters(batch),
+        event_summary=event_summary, by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
         active=is_active(batch),
         source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id))
@@ -211,7 +211,7 @@ def progress(batch_id):
     eta = batch_eta(batch)
     body = batch_to_dict(batch)
     body.update(eta_seconds=eta, eta_text=eta_text(eta),
-                percent=progress_percent(batch), counters=counters(batch),
+                percent=progress_percent(batch), by_status=items_by_status(batch),
                 active=is_active(batch),
                 status_label=str(BATCH_STATUS_LABELS[status_key(batch)]))
     return jsonify(body)

@@ -22,9 +22,9 @@
     }
   }
 
-  function chartValues(counters) {
-    return [counters.success, counters.failed, counters.ignored, counters.cancelled,
-            counters.pending + counters.running];
+  function chartValues(byStatus) {
+    return [byStatus.success, byStatus.failed, byStatus.ignored, byStatus.cancelled,
+            byStatus.pending + byStatus.running];
   }
 
   function makeChart(canvas) {
@@ -63,10 +63,10 @@
     if (eta) {
       eta.textContent = data.eta_text || "";
     }
-    Object.keys(data.counters).forEach(function (name) {
+    Object.keys(data.by_status).forEach(function (name) {
       var cell = document.querySelector('[data-counter="' + name + '"]');
       if (cell) {
-        cell.textContent = String(data.counters[name]);
+        cell.textContent = String(data.by_status[name]);
       }
     });
     var badge = document.querySelector("[data-status-badge]");
@@ -74,7 +74,7 @@
       badge.textContent = data.status_label;
     }
     if (chart) {
-      chart.data.datasets[0].data = chartValues(data.counters);
+      chart.data.datasets[0].data = chartValues(data.by_status);
       chart.update();
     }
   }
