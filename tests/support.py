@@ -188,6 +188,19 @@ def snapshot(model, object_id):
     return row
 
 
+def assert_counters_match_items(batch_id):
+    """The batch row's counters equal what its items say, and add up to its total."""
+    from portal.batches.counters import counts_from_items
+    from portal.extensions import db
+    from portal.models import Batch
+    db.session.rollback()
+    batch = db.session.get(Batch, batch_id)
+    derived = counts_from_items(batch_id)
+    assert {key: getattr(batch, key) for key in derived} == derived
+    assert batch.total == sum(derived.values())
+    return batch
+
+
 def wait_for(predicate, timeout=60, interval=0.1, message="condition"):
     """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -1,9 +1,8 @@
 """The batch engine in one process: creation, eligibility, counters, control."""
 import pytest
 
-from support import GOOD_FORM
+from support import GOOD_FORM, assert_counters_match_items
 from portal.batches import control, creation, dispatch, runner
-from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task
 from portal.workflow import engine
@@ -12,14 +11,6 @@ from portal.errors import ValidationFailed
 
 def _node(task):
     return task.node
-
-
-def _assert_counters(batch):
-    db.session.refresh(batch)
-    derived = counts_from_items(batch.id)
-    stored = {k: getattr(batch, k) for k in derived}
-    assert stored == derived
-    assert batch.total == sum(derived.values())
 
 
 def test_create_validates_shared_form_before_writing(factory):
@@ -59,7 +50,7 @@ def test_ineligible_tasks_become_ignored_items_with_reasons(factory):
     # someone else's pending tasks are "unavailable": the same as missing ones
     other = creation.preview(users["carol"], node, [tasks[4].id])
     assert other["reasons"] == {"unavailable": 1}
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_run_inline_approves_each_task_once_and_finishes(factory):
@@ -74,7 +65,7 @@ def test_run_inline_approves_each_task_once_and_finishes(factory):
         History.action == "approve", History.batch_item_id.is_not(None))).scalar()
     assert approvals == 12
     assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
     # running the same batch again does nothing
     assert runner.run_inline(batch.id) == 0
 
@@ -89,7 +80,7 @@ def test_item_run_twice_takes_effect_once(factory):
     approvals = db.session.execute(db.select(db.func.count(History.id)).where(
         History.action == "approve")).scalar()
     assert approvals == 1
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_cap_holds_in_the_database(factory):
@@ -100,7 +91,7 @@ def test_cap_holds_in_the_database(factory):
     assert [c is not None for c in claims] == [True, True, False, False, False]
     db.session.refresh(batch)
     assert batch.running == 2 and batch.status == "running"
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
@@ -124,7 +115,7 @@ def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
     db.session.refresh(batch)
     assert batch.with_errors
     assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_disabled_creator_fails_items_with_user_error(factory):
@@ -135,7 +126,7 @@ def test_disabled_creator_fails_items_with_user_error(factory):
     runner.run_inline(batch.id)
     kinds = {i.error_kind for i in db.session.execute(db.select(BatchItem)).scalars()}
     assert kinds == {"user"}
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_pause_resume_cancel(factory):
@@ -154,7 +145,7 @@ def test_pause_resume_cancel(factory):
     db.session.refresh(batch)
     assert (batch.status, batch.success, batch.cancelled) == ("cancelled", 1, 5)
     assert db.session.execute(db.select(Task).where(Task.lock_batch_id.is_not(None))).first() is None
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_retry_failed_items_up_to_limit(factory, app):
@@ -175,7 +166,7 @@ def test_retry_failed_items_up_to_limit(factory, app):
     db.session.commit()
     item = db.session.execute(db.select(BatchItem)).scalars().first()
     assert item.retry_count == limit and item.retried_by_id == users["sam"].id
-    _assert_counters(batch)
+    assert_counters_match_items(batch.id)
 
 
 def test_lanes_for_a_batch_follow_its_concurrency_and_runnable_work(factory):

@@ -314,3 +314,17 @@ def test_an_uploaded_file_name_is_shown_escaped_and_never_sent_back_as_a_header(
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<script>x</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_retrying_more_item_ids_than_one_request_takes_is_refused_on_the_page_too(
+        client, users, tasks, monkeypatch):
+    from portal.batches import control
+    monkeypatch.setattr(control, "MAX_RETRY_IDS", 2)
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[tasks[0].id],
+                                  action="approve", form=GOOD_FORM)
+    db.session.commit()
+    login(client, "sam")
+    response = client.post(f"/batches/{batch.id}/retry", data={
+        "csrf_token": csrf_token(client, f"/batches/{batch.id}"), "item_id": ["1", "2", "3"]})
+    assert response.status_code == 422
+    assert "At most 2 item ids" in response.get_data(as_text=True)

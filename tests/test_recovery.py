@@ -16,9 +16,8 @@ import redis
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from support import GOOD_FORM
+from support import GOOD_FORM, assert_counters_match_items
 from portal.batches import control, creation, dispatch, items, recovery, runner
-from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.jobs import periodic
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, History, Task
@@ -73,13 +72,6 @@ def _task(task_id):
 def _approvals(task_id):
     return db.session.execute(db.select(db.func.count(History.id)).where(
         History.task_id == task_id, History.action == "approve")).scalar()
-
-
-def _assert_counters(batch_id):
-    batch = _batch_now(batch_id)
-    derived = counts_from_items(batch_id)
-    assert {key: getattr(batch, key) for key in derived} == derived
-    assert batch.total == sum(derived.values())
 
 
 def _fail_on(monkeypatch, task_id, error, times=None):
@@ -142,7 +134,7 @@ def test_each_manual_retry_counts_once_and_the_limit_unlocks_the_task(factory, a
     engine.decide(tasks[0].id, users["alice"], "approve", "by hand", GOOD_FORM)
     db.session.commit()
     assert _approvals(tasks[0].id) == 1
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 def test_retry_of_chosen_items_leaves_the_others(factory):
@@ -155,7 +147,7 @@ def test_retry_of_chosen_items_leaves_the_others(factory):
     db.session.commit()
     assert retried == 1
     assert [_item(batch.id, t.id).retry_count for t in tasks] == [0, 1, 0]
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 # --- 2. automatic retries by cause -----------------------------------------------------------
@@ -190,7 +182,7 @@ def test_unexpected_error_goes_back_to_pending_with_backoff_then_succeeds(
     assert attempt.outcome == "error" and type(UNEXPECTED[cause]).__name__ in attempt.error
     running = _batch_now(batch.id)
     assert (running.status, running.success, running.pending) == ("running", 2, 1)
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
     assert runner.run_inline(batch.id) == 0  # not due yet
     clock.advance(3)
@@ -200,7 +192,7 @@ def test_unexpected_error_goes_back_to_pending_with_backoff_then_succeeds(
     assert _approvals(flaky.id) == 1
     done = _batch_now(batch.id)
     assert (done.status, done.success, done.failed) == ("finished", 3, 0)
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 def test_unexpected_errors_fail_the_item_at_the_limit_and_unlock_its_task(
@@ -223,7 +215,7 @@ def test_unexpected_errors_fail_the_item_at_the_limit_and_unlock_its_task(
     assert task.status == "pending" and task.lock_batch_id is None and task.lock_holder_id is None
     done = _batch_now(batch.id)
     assert (done.status, done.success, done.failed) == ("finished", 1, 1) and done.with_errors
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
     # neither a person nor recovery can retry it any more
     assert control.retry(done, users["sam"])[1:] == (0, 1)
     db.session.rollback()
@@ -279,7 +271,7 @@ def test_expired_lease_is_reclaimed_and_the_late_worker_changes_nothing(factory,
     attempt = db.session.execute(db.select(BatchItemAttempt).where(
         BatchItemAttempt.item_id == item.id)).scalar_one()
     assert attempt.outcome == "error" and attempt.error == str(recovery.LEASE_EXPIRED)
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
     assert runner.run_claimed_item(claim) is None  # the vanished worker comes back: refused
     assert _approvals(item.task_id) == 0
@@ -287,7 +279,7 @@ def test_expired_lease_is_reclaimed_and_the_late_worker_changes_nothing(factory,
     runner.run_inline(batch.id)
     assert _approvals(item.task_id) == 1
     assert _batch_now(batch.id).status == "finished"
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 def test_lease_expiring_at_the_limit_fails_the_item_and_unlocks_its_task(factory, clock, app):
@@ -304,7 +296,7 @@ def test_lease_expiring_at_the_limit_fails_the_item_and_unlocks_its_task(factory
     assert item.error == str(recovery.LEASE_EXPIRED)
     assert _task(tasks[0].id).lock_batch_id is None
     assert _batch_now(batch.id).status == "finished"
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 def test_connection_lost_mid_item_is_an_unexpected_error(factory, clock, monkeypatch):
@@ -329,7 +321,7 @@ def test_connection_lost_mid_item_is_an_unexpected_error(factory, clock, monkeyp
     clock.advance(3)
     runner.run_inline(batch.id)
     assert [_approvals(t.id) for t in tasks] == [1, 1]
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 # --- 3. recovery -------------------------------------------------------------------------
@@ -370,13 +362,13 @@ def test_recent_unexpected_failures_under_a_raised_limit_are_retried(factory, mo
     assert event.user_id is None and event.detail["automatic"] is True
     assert _item(old.id, old_task.id).status == "failed"    # older than 24 h: for a person
     assert _item(gone.id, gone_task.id).status == "failed"  # cancelled batch
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
     assert recovery.recover(clock.now())["retried"] == 0  # done once
     clock.advance(10)
     runner.run_inline(batch.id)
     assert _item(batch.id, task.id).status == "success" and _approvals(task.id) == 1
-    _assert_counters(batch.id)
+    assert_counters_match_items(batch.id)
 
 
 def _age(batch_id, seconds, clock):
@@ -473,7 +465,7 @@ def test_two_recoveries_at_once_do_each_thing_once(factory, monkeypatch, clock, 
     assert db.session.execute(db.select(db.func.count(BatchEvent.id)).where(
         BatchEvent.action == "retried")).scalar() == 1
     for batch_id in (leased_id, scenario["stalled"], failed_id):
-        _assert_counters(batch_id)
+        assert_counters_match_items(batch_id)
     # a third run finds nothing left to do
     assert recovery.recover(clock.now()) == {"reclaimed": 0, "retried": 0, "closed": 0,
                                              "stalled": 0, "restart": []}
@@ -497,7 +489,7 @@ def test_a_recovery_working_from_a_stale_list_does_nothing_twice(factory, monkey
     assert (first["reclaimed"], first["retried"], first["stalled"]) == (2, 1, 1)
     assert second == {"reclaimed": 0, "retried": 0, "closed": 0, "stalled": 0, "restart": []}
     for batch_id in (scenario["leased"][0], scenario["stalled"], scenario["failed"][0]):
-        _assert_counters(batch_id)
+        assert_counters_match_items(batch_id)
 
 
 def test_recovery_job_enqueues_lanes_for_restarted_batches_only(factory, app, clock):

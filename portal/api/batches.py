@@ -23,9 +23,6 @@ from portal.errors import NotFound
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
                  "concurrency"}
 TITLE_FILTER_MAX = schemas.MAX_TITLE  # an instance title is at most 300 characters
-# Retry takes the ids in one SQL IN list; more than this, and retrying every
-# failed item (no item_ids) is what the caller wants anyway.
-MAX_RETRY_IDS = schemas.MAX_RETRY_IDS
 
 
 # --- reading the creation request ----------------------------------------------------
@@ -186,10 +183,7 @@ def _item_ids():
         return None
     if not isinstance(raw, list) or not all(is_db_id(v) for v in raw):
         raise invalid("item_ids", _("Must be a list of item ids."))
-    if len(raw) > MAX_RETRY_IDS:
-        raise invalid("item_ids", _("At most %(n)s item ids; send none to retry every failed item.",
-                                    n=MAX_RETRY_IDS))
-    return raw
+    return raw  # how many: control.retry's rule
 
 
 @bp.post("/batches/<int:batch_id>/retry")
@@ -205,7 +199,7 @@ def _item_ids():
                      for field in ("item_ids",) for keyword in ("type", "minimum", "maximum")}
            | {("item_ids", "maxItems"): _l(
                "At most %(n)s item ids; send none to retry every failed item.",
-               n=schemas.MAX_RETRY_IDS)})
+               n=control.MAX_RETRY_IDS)})
 def retry_batch(batch_id):
     """Supervisors and admins retry failed items (all, or ``item_ids``) under the limit."""
     user = api_user()

@@ -9,11 +9,11 @@ answers refer to the shared ``components`` below.
 Answers list the keys the contract promises as ``required`` and allow more
 keys: an answer may grow without breaking scripts, a request may not.
 """
+from portal.batches.control import MAX_RETRY_IDS
 from portal.models.base import MAX_ID
 
 MAX_COMMENT = 2000
 MAX_TITLE = 300
-MAX_RETRY_IDS = 5000  # ids in one retry request (one SQL IN list)
 ACTIONS = ("approve", "reject")
 IMPORT_MODES = ("single", "per_instance")
 BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")

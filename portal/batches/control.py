@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES
-from portal.errors import Conflict
+from portal.errors import Conflict, ValidationFailed
 
 
 def _locked(batch):
@@ -78,12 +78,20 @@ def may_retry_all(batch):
     return batch.failed > 0 and batch_accepts_retries(batch)
 
 
+# Retry takes the ids in one SQL IN list; for more, retrying every failed
+# item (no ids) is what the caller wants anyway.
+MAX_RETRY_IDS = 5000
+
+
 def retry(batch, user, item_ids=None):
     """Retry the given failed items (or all failed ones) that are under the limit.
 
     Returns ``(batch, retried, at_limit)``. The approval still runs as the
     batch's creator, the task's assignee.
     """
+    if item_ids is not None and len(item_ids) > MAX_RETRY_IDS:
+        raise ValidationFailed({"item_ids": _(
+            "At most %(n)s item ids; send none to retry every failed item.", n=MAX_RETRY_IDS)})
     batch = _locked(batch)
     if not batch_accepts_retries(batch):
         raise Conflict(_("A cancelled batch cannot be retried."))

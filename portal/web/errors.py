@@ -9,13 +9,13 @@ is missing or hidden, 403, 409, 422).
 from flask import flash, redirect
 
 from portal.extensions import db
-from portal.errors import NotFound, WorkflowError
+from portal.errors import NotFound, ValidationFailed, WorkflowError
 
 
 def back_with_message(exc, url, message=None):
     """Nothing changed: back to ``url``, saying why (``message``, else the error's)."""
     db.session.rollback()
-    flash(message or exc.message, "warning" if exc.status == 409 else "error")
+    flash(message or page_message(exc) or exc.message, "warning" if exc.status == 409 else "error")
     return redirect(url)
 
 
@@ -26,6 +26,14 @@ def init_app(app, render_error):
     @app.errorhandler(WorkflowError)
     def _workflow_error(exc):
         db.session.rollback()
-        # A hidden object is not told apart from a missing one, whatever the message.
-        message = None if isinstance(exc, NotFound) else exc.message
-        return render_error(exc.status, message)
+        return render_error(exc.status, page_message(exc))
+
+
+def page_message(exc):
+    """What the page says: nothing particular for NotFound (a hidden object is
+    not told apart from a missing one), each field's problem for a form error."""
+    if isinstance(exc, NotFound):
+        return None
+    if isinstance(exc, ValidationFailed) and exc.errors:
+        return " ".join(str(message) for message in exc.errors.values())
+    return exc.message
