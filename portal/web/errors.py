@@ -15,7 +15,8 @@ from portal.errors import NotFound, ValidationFailed, WorkflowError
 def back_with_message(exc, url, message=None):
     """Nothing changed: back to ``url``, saying why (``message``, else the error's)."""
     db.session.rollback()
-    flash(message or page_message(exc) or exc.message, "warning" if exc.status == 409 else "error")
+    flash(message or page_message(exc) or exc.message,
+          "warning" if exc.status == 409 else "error")
     return redirect(url)
 
 
