@@ -328,3 +328,14 @@ def test_retrying_more_item_ids_than_one_request_takes_is_refused_on_the_page_to
         "csrf_token": csrf_token(client, f"/batches/{batch.id}"), "item_id": ["1", "2", "3"]})
     assert response.status_code == 422
     assert "At most 2 item ids" in response.get_data(as_text=True)
+
+
+def test_a_nul_character_in_a_page_form_is_a_400_and_changes_nothing(client, users, tasks):
+    login(client, "alice")
+    url = f"/tasks/{tasks[0].id}"
+    response = client.post(f"{url}/decide", data={
+        "csrf_token": csrf_token(client, url), "action": "reject", "comment": "a\x00b"})
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert db.session.get(Task, tasks[0].id).status == "pending"
+    assert client.get("/?q=a%00b").status_code == 400

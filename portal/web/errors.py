@@ -6,7 +6,8 @@ anything else reaches ``init_app``'s handler, which rolls the transaction back
 and shows the error page with the service's message and status (404 for what
 is missing or hidden, 403, 409, 422).
 """
-from flask import flash, redirect
+from flask import flash, redirect, request
+from flask_babel import gettext as _
 
 from portal.extensions import db
 from portal.errors import NotFound, ValidationFailed, WorkflowError
@@ -22,7 +23,21 @@ def back_with_message(exc, url, message=None):
 
 def init_app(app, render_error):
     """Pages answer an uncaught WorkflowError with ``render_error(status, message)``
-    (the API blueprint has its own handler, which takes precedence there)."""
+    (the API blueprint has its own handler, which takes precedence there), and
+    refuse text no database column can hold before any view reads it."""
+
+    @app.before_request
+    def _refuse_nul_characters():
+        # PostgreSQL refuses NUL in text (an error, not a stored value); the API
+        # checks its own input against its schemas.
+        if request.path.startswith("/api/"):
+            return None
+        values = [*request.args.values(), *request.form.values()] if request.method in (
+            "GET", "POST") else []
+        if any("\x00" in value for value in values):
+            return render_error(400, _("The form holds a NUL character, which no field "
+                                       "accepts. Remove it and send the form again."))
+        return None
 
     @app.errorhandler(WorkflowError)
     def _workflow_error(exc):
