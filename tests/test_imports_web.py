@@ -117,6 +117,8 @@ def test_discard(client, env):
     token = csrf_token(client, preview_url)
     response = client.post(preview_url + "/discard", data={"csrf_token": token})
     assert response.status_code == 302 and count(PendingUpload) == 0
+    assert "nothing was imported" in client.get(response.headers["Location"]).get_data(
+        as_text=True)
 
 
 @pytest.mark.parametrize("payload, status, words", [

@@ -123,3 +123,19 @@ def test_language_survives_login_and_is_remembered_for_the_user(client, factory)
     from portal.extensions import db
     db.session.refresh(users["alice"])
     assert users["alice"].locale == "en"
+
+
+def test_the_first_visit_to_the_home_page_goes_to_login_without_a_warning(client, factory):
+    factory.standard()
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert "Please log in" not in client.get(response.headers["Location"]).get_data(as_text=True)
+    deep = client.get("/batches")
+    assert "next=%2Fbatches" in deep.headers["Location"]
+    assert "Please log in to see this page." in client.get(deep.headers["Location"]).get_data(
+        as_text=True)
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"

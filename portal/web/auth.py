@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    session, url_for)
 from flask_babel import gettext as _, lazy_gettext as _l
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_url, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
@@ -33,9 +33,22 @@ ACCOUNT_SCOPE = "login-account"
 
 @bp.record_once
 def _translate_login_prompt(_state):
-    """Flask-Login's "please log in" flash, in the reader's language."""
+    """Flask-Login's "please log in" flash, in the reader's language; none for
+    the home page, where logging in is simply what a first visit does."""
     login_manager.login_message = _l("Please log in to see this page.")
     login_manager.localize_callback = str
+
+    @login_manager.unauthorized_handler
+    def _to_login():
+        if request.path != "/":
+            flash(str(login_manager.login_message), login_manager.login_message_category)
+        return redirect(login_url(login_manager.login_view, request.url))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it whatever the page says; the icon is an SVG."""
+    return current_app.send_static_file("favicon.svg")
 
 
 def is_local_path(target):

@@ -125,6 +125,7 @@ def discard(upload_id):
     node_id = kept.node_id
     db.session.delete(kept)
     db.session.commit()
+    flash(_("The upload was discarded; nothing was imported."), "info")
     return redirect(url_for("imports.node_page", node_id=node_id))
 
 
