@@ -7,7 +7,7 @@ from sqlalchemy import event
 from support import GOOD_FORM, csrf_token, login
 from portal.batches import creation, dispatch, runner
 from portal.extensions import db
-from portal.models import Batch, BatchEvent, BatchFile, BatchItem, Task, User
+from portal.models import Batch, BatchEvent, BatchFile, BatchItem, BatchItemAttempt, Task, User
 from portal.queueing import get_queue
 from portal.batches.progress import eta_seconds, progress_percent
 from portal.workflow import engine
@@ -319,8 +319,9 @@ def test_progress_json_reports_counters_and_eta(client, factory):
     assert data["percent"] == 0 and data["active"] is True and data["eta_seconds"] is None
     assert data["by_status"]["pending"] == 4 and data["status_label"] == "Pending"
     runner.run_lane(batch.id, slice_seconds=0)    # one item, and the batch is running
-    batch = db.session.get(Batch, batch.id)
-    batch.started_at = datetime.utcnow() - timedelta(seconds=30)
+    # that run took 30 s: three items left at that rate
+    db.session.execute(db.update(BatchItemAttempt).where(BatchItemAttempt.batch_id == batch.id)
+                       .values(started_at=datetime.utcnow() - timedelta(seconds=30)))
     db.session.commit()
     data = client.get(f"/batches/{batch.id}/progress").get_json()
     assert (data["status"], data["success"], data["percent"]) == ("running", 1, 25)
@@ -329,6 +330,28 @@ def test_progress_json_reports_counters_and_eta(client, factory):
     data = client.get(f"/batches/{batch.id}/progress").get_json()
     assert (data["status"], data["percent"], data["active"], data["eta_seconds"]) == (
         "finished", 100, False, None)
+
+
+def test_the_eta_of_a_few_items_retried_on_an_old_batch_goes_by_recent_runs(client, factory):
+    users = factory.standard()
+    batch = factory.batch(users["alice"], factory.tasks(3, starter=users["admin"]))
+    runner.run_inline(batch.id)
+    week_ago = datetime.utcnow() - timedelta(days=7)
+    db.session.execute(db.update(BatchItemAttempt).values(started_at=week_ago,
+                                                           finished_at=week_ago))
+    db.session.execute(db.update(Batch).where(Batch.id == batch.id).values(
+        status="running", started_at=week_ago, pending=1, success=2))
+    db.session.commit()
+    login(client, "alice")
+    data = client.get(f"/batches/{batch.id}/progress").get_json()
+    assert data["eta_seconds"] is None          # nothing ran lately: no rate to go by
+    # one run finished just now, after 2 s: the one item left takes about as long
+    item = db.session.execute(db.select(BatchItem).limit(1)).scalar_one()
+    db.session.add(BatchItemAttempt(item_id=item.id, batch_id=batch.id, outcome="success",
+                                    started_at=datetime.utcnow() - timedelta(seconds=2),
+                                    finished_at=datetime.utcnow()))
+    db.session.commit()
+    assert 1 <= client.get(f"/batches/{batch.id}/progress").get_json()["eta_seconds"] <= 3
 
 
 def test_items_page_through_keyset_pages_and_filter_without_counting(client, factory):
@@ -509,3 +532,13 @@ def test_pages_render_in_chinese(client, factory):
     # dates follow the reader's language
     assert f"{batch.created_at.year}年" in _html(client.get(f"/batches/{batch.id}"))
     assert db.session.get(User, users["alice"].id).locale == "zh_CN"
+
+
+def test_an_item_waiting_for_its_retry_says_so_instead_of_showing_an_old_error(client, factory):
+    users = factory.standard()
+    batch = factory.batch(users["alice"], factory.tasks(1, starter=users["admin"]))
+    db.session.execute(db.update(BatchItem).values(retry_count=1, error="DeadlockDetected"))
+    db.session.commit()
+    login(client, "alice")
+    html = _html(client.get(f"/batches/{batch.id}"))
+    assert "data-retrying" in html and "Last try: DeadlockDetected" in html

@@ -1,7 +1,12 @@
 """How far a batch is: percent done, time left, the status people see.
 
-Everything comes from the batch row's counters, never from counting items.
+Counts come from the batch row's counters, never from counting items; the
+time left from the runs that finished in the last two minutes.
 """
+from datetime import timedelta
+
+from portal.extensions import db
+from portal.models import BatchItemAttempt
 from portal.models.base import utcnow
 
 ACTIVE_STATUSES = ("pending", "running")
@@ -39,12 +44,35 @@ def is_active(batch):
     return batch.status in ACTIVE_STATUSES
 
 
+# The rate an ETA goes by: items finished in this window. A batch's own
+# average since it started says nothing after a pause, or when a few items are
+# retried on a batch that ran last week.
+RATE_WINDOW = timedelta(minutes=2)
+RATE_SAMPLE = 500   # the latest runs are enough for a rate; the page never counts a batch
+
+
+def recent_rate(batch_id, now):
+    """(runs that finished in the window, at most RATE_SAMPLE of the latest, and
+    when the first of them began), or None when none did."""
+    starts = db.session.execute(
+        db.select(BatchItemAttempt.started_at)
+        .where(BatchItemAttempt.batch_id == batch_id,
+               BatchItemAttempt.finished_at >= now - RATE_WINDOW)
+        .order_by(BatchItemAttempt.finished_at.desc()).limit(RATE_SAMPLE)).scalars().all()
+    return (len(starts), min(starts)) if starts else None
+
+
 def batch_eta(batch, now=None):
+    """Seconds left at the rate of the last two minutes; None while nothing
+    finished in them (no rate to go by)."""
     if not is_active(batch):
         return None
-    # Only items a worker ran count towards the rate; ignored ones mostly never ran.
-    return eta_seconds(batch.pending + batch.running, batch.success + batch.failed,
-                       batch.started_at, now or utcnow())
+    now = now or utcnow()
+    rate = recent_rate(batch.id, now)
+    if rate is None:
+        return None
+    finished, since = rate
+    return eta_seconds(batch.pending + batch.running, finished, since, now)
 
 
 def items_by_status(batch):

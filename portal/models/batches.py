@@ -103,6 +103,8 @@ class BatchItemAttempt(db.Model):
     """One run of one item: when, where, how long, and how it ended."""
 
     __tablename__ = "batch_item_attempt"
+    # The batch page's time left counts a batch's runs of the last minutes.
+    __table_args__ = (Index("ix_batch_item_attempt_batch_finished", "batch_id", "finished_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("batch_item.id"), index=True)
