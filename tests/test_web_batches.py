@@ -110,6 +110,8 @@ def test_new_page_previews_eligibility_and_renders_the_nodes_form(client, factor
     for name in ("amount", "category", "paid_on", "urgent", "note"):
         assert f'name="{name}"' in html
     assert 'name="lines"' not in html          # table fields are for per-instance imports
+    assert "Lines: filled per task, in the one-sheet-per-task Excel template." in html
+    assert f'href="/nodes/{tasks[0].node_id}/import"' in html
     assert '<option value="Travel"' in html
     assert html.count('name="task_ids"') == len(ids)
     assert _count(Batch) == 0                  # a preview creates nothing
