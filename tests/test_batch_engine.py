@@ -218,3 +218,19 @@ def test_create_batch_reports_every_problem_at_once(factory):
     assert set(caught.value.errors) == {"concurrency", "amount", "category", "task_ids"}
     db.session.rollback()
     assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 0
+
+
+def test_the_lane_that_ends_a_batch_refreshes_its_and_its_sources_error_workbooks(
+        factory, monkeypatch):
+    from portal.jobs import batch_jobs
+    users = factory.standard()
+    source = factory.batch(users["alice"], factory.tasks(1, starter=users["admin"]))
+    correction = factory.batch(users["alice"], factory.tasks(2, starter=users["admin"]),
+                               source_batch_id=source.id)
+    queued = []
+    monkeypatch.setattr(dispatch, "enqueue_job", lambda path, *args, **kw: queued.append(
+        (path, args)))
+    batch_jobs.run_batch_lane(correction.id)
+    assert db.session.get(Batch, correction.id).status == "finished"
+    assert queued == [(dispatch.ERROR_FILE_JOB, (correction.id,)),
+                      (dispatch.ERROR_FILE_JOB, (source.id,))]

@@ -17,6 +17,7 @@ from portal.excel.writer import ERROR_FILL, TaskValues
 from portal.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, BatchFile, BatchItem, Task
+from portal.workflow import engine
 from excel_support import import_env, save, upload
 from excel_support import single_file as shared_single_file
 
@@ -218,7 +219,7 @@ def test_corrected_error_workbook_retries_exactly_the_failed_items(client, env, 
 def test_error_file_download_follows_batch_visibility(client, env, factory, failed_import):
     users, tasks, headers, node = env
     url = f"/api/v1/batches/{failed_import}/error-file"
-    assert client.get(url, headers=headers).status_code == 404          # not built yet
+    assert client.get(url, headers=headers).status_code == 200          # built on demand
     build_error_file(failed_import)
     response = client.get(url, headers=headers)
     batch = db.session.get(Batch, failed_import)
@@ -240,3 +241,33 @@ def test_an_error_workbook_of_a_batch_the_user_cannot_see_is_refused(client, env
     carol = {"Authorization": f"Bearer {factory.token(users['carol'])}"}
     response = upload(client, carol, node, data, dry_run=True)
     assert response.status_code == 400 and "cannot see" in response.get_json()["error"]
+
+
+def test_the_error_workbook_lists_only_failures_still_open_and_links_its_corrections(
+        client, env, failed_import):
+    """Fixed through a correction batch (or by hand), a failure leaves the workbook;
+    with none left the download says so, and both batches link to each other."""
+    from support import login
+    users, tasks, headers, node = env
+    url = f"/api/v1/batches/{failed_import}/error-file"
+    book = openpyxl.load_workbook(io.BytesIO(client.get(url, headers=headers).data))
+    ws = book.worksheets[0]
+    assert [ws.cell(row=r, column=1).value for r in (2, 3)] == [tasks[1].id, tasks[2].id]
+    ws["E2"] = 50                                   # task 1 fixed, task 2 left as it was
+    ws.delete_rows(3)
+    correction = upload(client, headers, node, save(book)).get_json()["batch"]
+    runner.run_inline(correction["id"])
+    book = openpyxl.load_workbook(io.BytesIO(client.get(url, headers=headers).data))
+    assert [row[0] for row in book.worksheets[0].iter_rows(min_row=2, values_only=True)
+            if row[0] is not None] == [tasks[2].id]
+    engine.decide(tasks[2].id, users["alice"], "reject", "by hand", {})
+    db.session.commit()
+    assert client.get(url, headers=headers).status_code == 404
+    build_error_file(failed_import)                  # what the correction's end enqueues
+    assert db.session.get(Batch, failed_import, populate_existing=True).error_file is None
+    login(client, "alice")
+    page = client.get(f"/batches/{failed_import}").get_data(as_text=True)
+    assert f'href="/batches/{correction["id"]}" data-correction' in page
+    assert "data-error-file" not in page
+    back = client.get(f"/batches/{correction['id']}").get_data(as_text=True)
+    assert f'href="/batches/{failed_import}" data-source-batch' in back

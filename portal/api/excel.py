@@ -8,7 +8,7 @@ from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
 from portal.batches.serialize import batch_to_dict
-from portal.excel.errors_workbook import error_filename
+from portal.excel.errors_workbook import build_error_workbook, error_filename
 from portal.excel.layout import MODES
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
@@ -77,10 +77,14 @@ def create_import():
                        "Error column; corrected and imported again, it retries them.",
            replies={200: XLSX_REPLY}, errors=(400, 404))
 def batch_error_file(batch_id):
-    batch = visible_batch(api_user(), batch_id)
-    if batch.error_file is None:
-        raise NotFound(_("This batch has no error workbook."))
-    return xlsx_response(batch.error_file.content, error_filename(batch))
+    user = api_user()
+    batch = visible_batch(user, batch_id)
+    filename = error_filename(batch)
+    locale = user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
+    content = build_error_workbook(batch, locale)
+    if content is None:
+        raise NotFound(_("No failed item of this batch is left to correct."))
+    return xlsx_response(content, filename)
 
 
 @bp.get("/nodes/<int:node_id>/template")

@@ -6,6 +6,7 @@ database and the recovery job starts it later.
 import logging
 
 from portal.extensions import db
+from portal.models import Batch
 from portal.queueing import get_queue
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,17 @@ def enqueue_lane_at(batch_id, when):
     except Exception:
         log.exception("could not schedule batch %s", batch_id)
         return False
+
+
+def refresh_error_files(batch_id):
+    """Rebuild the error workbooks a batch's end may change: its own, and that
+    of the batch whose error workbook it corrects."""
+    source_id = db.session.execute(
+        db.select(Batch.source_batch_id).where(Batch.id == batch_id)).scalar()
+    db.session.rollback()
+    for target in (batch_id, source_id):
+        if target is not None:
+            enqueue_job(ERROR_FILE_JOB, target)
 
 
 def enqueue_job(path, *args, timeout=600):

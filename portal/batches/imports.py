@@ -20,11 +20,11 @@ from flask_babel import gettext as _
 from portal.batches import dispatch
 from portal.batches.access import visible_batch
 from portal.batches.creation import classify, create_batch
+from portal.batches.listing import open_failures
 from portal.excel import UnusableFile, cells, layout, reader, safety
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
 from portal.errors import NotFound, ValidationFailed, reason_message
@@ -69,9 +69,7 @@ def source_batch(user, node, upload):
 
 
 def _failed_task_ids(batch):
-    return set(db.session.execute(db.select(BatchItem.task_id).where(
-        BatchItem.batch_id == batch.id,
-        BatchItem.status.in_(FAILED_ITEM_STATUSES))).scalars())
+    return set(db.session.execute(open_failures(batch.id, BatchItem.task_id)).scalars())
 
 
 def _validate(node, entry):

@@ -4,7 +4,7 @@ from sqlalchemy.orm import selectinload
 
 from portal.batches.access import visible_batches_query
 from portal.extensions import db
-from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, User
+from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, Task, User
 from portal.models.batches import BATCH_STATUSES, FAILED_ITEM_STATUSES, ITEM_STATUSES
 from portal.paging import EMPTY, keyset_page
 
@@ -83,6 +83,24 @@ def items_page(batch, status_filter=None, *, after=None, before=None):
     if status_filter in ITEM_FILTERS:
         query = query.where(BatchItem.status.in_(ITEM_FILTERS[status_filter]))
     return keyset_page(query, BatchItem.id, limit=PAGE_SIZE, after=after, before=before)
+
+
+def open_failures(batch_id, *columns):
+    """SELECT of ``columns`` of the batch's failed items whose task still waits
+    for a decision, in item order: what its error workbook lists and what a
+    corrected copy may retry. A failure whose task was decided since (by a
+    correction batch, or by hand) is no longer open."""
+    return (db.select(*columns).join(Task, Task.id == BatchItem.task_id)
+            .where(BatchItem.batch_id == batch_id,
+                   BatchItem.status.in_(FAILED_ITEM_STATUSES), Task.status == "pending")
+            .order_by(BatchItem.id))
+
+
+def corrections_of(batch, user):
+    """The batches made from this batch's error workbook that ``user`` may see,
+    oldest first."""
+    return db.session.execute(visible_batches_query(user).where(
+        Batch.source_batch_id == batch.id).order_by(Batch.id)).scalars().all()
 
 
 def recent_events(batch):

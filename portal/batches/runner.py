@@ -48,7 +48,7 @@ class LaneResult:
     processed: int
     more: bool             # claimable work remains: requeue a lane now
     retry_at: object       # earliest delayed retry, when only those remain
-    finished_with_errors: bool = False
+    ended: bool = False    # the batch is finished: its error workbook may have changed
 
 
 def worker_name():
@@ -239,14 +239,14 @@ def _run_slice(batch_id, slice_seconds):
 
 def _remaining(batch_id):
     """(claimable work remains and a slot is free, earliest delayed retry,
-    batch finished with failed items)."""
+    batch finished)."""
     now = utcnow()
     batch = db.session.execute(db.select(Batch).where(Batch.id == batch_id)
                                .execution_options(populate_existing=True)).scalar_one_or_none()
     if batch is None or batch.status not in ("pending", "running") or batch.pending == 0:
-        with_errors = batch is not None and batch.with_errors
+        ended = batch is not None and batch.status == "finished"
         db.session.rollback()
-        return False, None, with_errors
+        return False, None, ended
     due_now = (BatchItem.next_attempt_at.is_(None)) | (BatchItem.next_attempt_at <= now)
     ready = db.session.execute(db.select(BatchItem.id).where(
         BatchItem.batch_id == batch_id, BatchItem.status == "pending", due_now).limit(1)).first()

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from portal.batches.access import task_titles
+from portal.batches.listing import open_failures
 from portal.excel import layout
 from portal.excel.compose import build_workbook
 from portal.excel.writer import TaskValues
 from portal.extensions import db
 from portal.models import BatchFile, BatchItem
 from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES
 
 
 
@@ -28,10 +28,10 @@ def layout_mode(batch):
 
 
 def failed_items(batch_id):
-    return db.session.execute(
-        db.select(BatchItem.task_id, BatchItem.decision, BatchItem.error, BatchItem.field_errors)
-        .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES))
-        .order_by(BatchItem.id)).all()
+    """The batch's open failures (their tasks still wait for a decision)."""
+    return db.session.execute(open_failures(
+        batch_id, BatchItem.task_id, BatchItem.decision, BatchItem.error,
+        BatchItem.field_errors)).all()
 
 
 def display_value(field, value, locale):
@@ -124,8 +124,11 @@ def render(source, locale):
 
 
 def build_error_workbook(batch, locale):
-    """The workbook's bytes, or None when the batch has no failed item."""
+    """The workbook of the batch's open failures as they are now, or None when
+    none is open. Ends the caller's transaction before rendering: on SQLite a
+    transaction holds the write lock, and rendering a big workbook takes a while."""
     source = load_error_source(batch)
+    db.session.rollback()
     return render(source, locale) if source is not None else None
 
 

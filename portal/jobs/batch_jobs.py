@@ -12,7 +12,8 @@ def run_batch_lane(batch_id):
         dispatch.enqueue_lanes(batch_id, 1)
     elif result.retry_at is not None:
         dispatch.enqueue_lane_at(batch_id, result.retry_at.replace(tzinfo=timezone.utc))
-    if result.finished_with_errors and result.processed:
-        # The lane that ended the batch (re)builds its error workbook.
-        dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, batch_id)
+    if result.ended and result.processed:
+        # The lane that ended the batch has its error workbook (and that of
+        # the batch it corrects) rebuilt, or dropped when nothing is open.
+        dispatch.refresh_error_files(batch_id)
     return result.processed

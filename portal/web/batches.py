@@ -200,7 +200,8 @@ def show(batch_id):
         event_summary=event_summary, by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
         active=is_active(batch),
-        source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id))
+        source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id),
+        corrections=listing.corrections_of(batch, current_user))
 
 
 @bp.route("/batches/<int:batch_id>/progress")

@@ -12,7 +12,7 @@ from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
 from portal.excel import UnusableFile, layout
-from portal.excel.errors_workbook import error_filename, layout_mode
+from portal.excel.errors_workbook import build_error_workbook, error_filename, layout_mode
 from portal.excel.templates import build_template, template_filename
 from portal.extensions import db
 from portal.web.errors import back_with_message
@@ -132,10 +132,14 @@ def discard(upload_id):
 @bp.get("/batches/<int:batch_id>/error-file")
 @login_required
 def error_file(batch_id):
+    """Built now from the batch's open failures, in the reader's language."""
     batch = visible_batch(current_user, batch_id)
-    if batch.error_file is None:
-        abort(404)
-    return xlsx_response(batch.error_file.content, error_filename(batch))
+    filename = error_filename(batch)
+    content = build_error_workbook(batch, str(get_locale() or "en"))
+    if content is None:
+        flash(_("No failed item of this batch is left to correct."), "info")
+        return redirect(url_for("batches.show", batch_id=batch_id))
+    return xlsx_response(content, filename)
 
 
 @bp.route("/batches/<int:batch_id>/corrections", methods=["GET", "POST"])
