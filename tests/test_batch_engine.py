@@ -156,11 +156,11 @@ def test_retry_failed_items_up_to_limit(factory, app):
     runner.run_inline(batch.id)
     limit = app.config["BATCH_RETRY_LIMIT"]
     for _ in range(limit):
-        _b, retried, _at_limit = control.retry(batch, users["sam"])
+        _b, retried, _at_limit, _needs_correction = control.retry(batch, users["sam"])
         db.session.commit()
         assert retried == 2
         runner.run_inline(batch.id)
-    _b, retried, at_limit = control.retry(batch, users["sam"])
+    _b, retried, at_limit, _needs_correction = control.retry(batch, users["sam"])
     assert (retried, at_limit) == (0, 2)
     users["alice"].disabled = False
     db.session.commit()

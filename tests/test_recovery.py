@@ -111,7 +111,7 @@ def test_each_manual_retry_counts_once_and_the_limit_unlocks_the_task(factory, a
     runner.run_inline(batch.id)
     limit = app.config["BATCH_RETRY_LIMIT"]
     for round_number in range(1, limit + 1):
-        _b, retried, at_limit = control.retry(batch, users["sam"])
+        _b, retried, at_limit, _needs_correction = control.retry(batch, users["sam"])
         db.session.commit()
         assert (retried, at_limit) == (2, 0)
         for task in tasks:
@@ -122,7 +122,7 @@ def test_each_manual_retry_counts_once_and_the_limit_unlocks_the_task(factory, a
         assert {_item(batch.id, t.id).status for t in tasks} == {"failed"}
         assert all(_task(t.id).lock_batch_id is None for t in tasks)
 
-    _b, retried, at_limit = control.retry(batch, users["sam"])
+    _b, retried, at_limit, _needs_correction = control.retry(batch, users["sam"])
     db.session.commit()
     assert (retried, at_limit) == (0, 2)
     for task in tasks:
@@ -143,7 +143,7 @@ def test_retry_of_chosen_items_leaves_the_others(factory):
     db.session.commit()
     runner.run_inline(batch.id)
     chosen = _item(batch.id, tasks[1].id)
-    _b, retried, _at_limit = control.retry(batch, users["sam"], item_ids=[chosen.id])
+    _b, retried, _at_limit, _needs = control.retry(batch, users["sam"], item_ids=[chosen.id])
     db.session.commit()
     assert retried == 1
     assert [_item(batch.id, t.id).retry_count for t in tasks] == [0, 1, 0]
@@ -217,7 +217,7 @@ def test_unexpected_errors_fail_the_item_at_the_limit_and_unlock_its_task(
     assert (done.status, done.success, done.failed) == ("finished", 1, 1) and done.with_errors
     assert_counters_match_items(batch.id)
     # neither a person nor recovery can retry it any more
-    assert control.retry(done, users["sam"])[1:] == (0, 1)
+    assert control.retry(done, users["sam"])[1:] == (0, 1, 0)
     db.session.rollback()
     assert recovery.recover(clock.now())["retried"] == 0
     assert _item(batch.id, broken.id).status == "failed"

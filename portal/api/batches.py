@@ -189,11 +189,12 @@ def _item_ids():
 @bp.post("/batches/<int:batch_id>/retry")
 @operation("Retry failed items", tag="Batches", body=schemas.RETRY, body_required=False,
            description="Supervisors and admins. Items at BATCH_RETRY_LIMIT are not retried "
-                       "(counted in `at_limit`).",
+                       "(counted in `at_limit`), nor items whose values failed validation: "
+                       "they need a correction (counted in `needs_correction`).",
            replies={202: Reply("The batch and how many items were retried.", {
                "type": "object", "required": ["batch", "retried"],
                "properties": {"batch": schemas.ref("Batch"), "retried": schemas.COUNT,
-                              "at_limit": schemas.COUNT}})},
+                              "at_limit": schemas.COUNT, "needs_correction": schemas.COUNT}})},
            errors=(400, 403, 404, 409, 413, 422),
            messages={(field, keyword): _l("Must be a list of item ids.")
                      for field in ("item_ids",) for keyword in ("type", "minimum", "maximum")}
@@ -206,10 +207,11 @@ def retry_batch(batch_id):
     batch = _batch(batch_id)
     access.require_supervisor(user)
     item_ids = _item_ids()
-    batch, retried, at_limit = control.retry(batch, user, item_ids)
+    batch, retried, at_limit, needs_correction = control.retry(batch, user, item_ids)
     db.session.commit()
     dispatch.start(batch)
-    return {"batch": batch_to_dict(batch), "retried": retried, "at_limit": at_limit}, 202
+    return {"batch": batch_to_dict(batch), "retried": retried, "at_limit": at_limit,
+            "needs_correction": needs_correction}, 202
 
 
 STEER_ERRORS = (400, 404, 409)

@@ -66,16 +66,31 @@ def batch_accepts_retries(batch):
     return batch.status != "cancelled"
 
 
+# A failure of the item's own values: running it again fails again, so it is
+# corrected (``corrections``), never retried as it is.
+DATA_ERROR = "validation"
+
+
 def retryable(item, batch):
-    """Whether a person may retry this item now."""
-    return (item.status in FAILED_ITEM_STATUSES and not at_retry_limit(item)
-            and batch_accepts_retries(batch))
+    """Whether a person may retry this item now: it failed for a cause a new
+    run can get past (an unexpected error, a user error), under the limit."""
+    return (item.status in FAILED_ITEM_STATUSES and item.error_kind != DATA_ERROR
+            and not at_retry_limit(item) and batch_accepts_retries(batch))
 
 
-def may_retry_all(batch):
-    """Whether "retry all failed" is worth offering: failures in a batch that
-    accepts retries (items at the limit stay failed)."""
-    return batch.failed > 0 and batch_accepts_retries(batch)
+def _retryable_failures(batch_id):
+    return db.select(BatchItem).where(
+        BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES),
+        BatchItem.error_kind.is_distinct_from(DATA_ERROR),
+        BatchItem.retry_count < items.retry_limit())
+
+
+def retry_all_count(batch):
+    """How many items "retry all failed" would run again now (0: do not offer it)."""
+    if batch.failed == 0 or not batch_accepts_retries(batch):
+        return 0
+    return db.session.execute(db.select(db.func.count()).select_from(
+        _retryable_failures(batch.id).subquery())).scalar()
 
 
 # Retry takes the ids in one SQL IN list; for more, retrying every failed
@@ -86,8 +101,9 @@ MAX_RETRY_IDS = 5000
 def retry(batch, user, item_ids=None):
     """Retry the given failed items (or all failed ones) that are under the limit.
 
-    Returns ``(batch, retried, at_limit)``. The approval still runs as the
-    batch's creator, the task's assignee.
+    Returns ``(batch, retried, at_limit, needs_correction)``: items at the
+    limit and items whose values failed stay failed. The approval still runs
+    as the batch's creator, the task's assignee.
     """
     if item_ids is not None and len(item_ids) > MAX_RETRY_IDS:
         raise ValidationFailed({"item_ids": _(
@@ -100,14 +116,18 @@ def retry(batch, user, item_ids=None):
     if item_ids is not None:
         query = query.where(BatchItem.id.in_(item_ids))
     failed = db.session.execute(query.with_for_update()).scalars().all()
-    now, retried = utcnow(), []
+    now, retried, at_limit, needs_correction = utcnow(), [], 0, 0
     for item in failed:
-        if not at_retry_limit(item):
+        if retryable(item, batch):
             items.requeue(batch, item, now, retried_by=user)
             retried.append(item)
+        elif item.error_kind == DATA_ERROR:
+            needs_correction += 1
+        else:
+            at_limit += 1
     items.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
     if retried:
         items.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
-    return batch, len(retried), len(failed) - len(retried)
+    return batch, len(retried), at_limit, needs_correction

@@ -116,6 +116,8 @@ class BatchItemAttempt(db.Model):
     outcome: Mapped[str | None] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     retried_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    # A correction: the decision the item held before (outcome "corrected").
+    previous_decision: Mapped[dict | None] = mapped_column(JSON)
 
     retried_by = relationship("User")
 

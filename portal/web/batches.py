@@ -14,7 +14,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_babel import format_timedelta, gettext as _, lazy_gettext as _l, ngettext
 from flask_login import current_user, login_required
 
-from portal.batches import access, control, creation, dispatch, listing
+from portal.batches import access, control, corrections, creation, dispatch, listing
 from portal.batches.progress import (
     batch_eta, is_active, items_by_status, progress_percent, status_key)
 from portal.batches.serialize import batch_to_dict
@@ -22,6 +22,7 @@ from portal.extensions import db
 from portal.models import Node
 from portal.web.args import id_arg, id_list
 from portal.web.errors import back_with_message
+from portal.web.forms import build_node_form, node_form_values
 from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("batches", __name__)
@@ -46,7 +47,7 @@ REASON_LABELS = {
 }
 EVENT_LABELS = {
     "created": _l("Created"), "paused": _l("Paused"), "resumed": _l("Resumed"),
-    "cancelled": _l("Cancelled"), "retried": _l("Retried"),
+    "cancelled": _l("Cancelled"), "retried": _l("Retried"), "corrected": _l("Corrected"),
 }
 
 
@@ -184,7 +185,8 @@ def _page_context(batch):
             "item_labels": ITEM_STATUS_LABELS, "status_key": status_key(batch),
             "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
             "retryable": control.retryable, "at_retry_limit": control.at_retry_limit,
-            "may_retry_all": control.may_retry_all(batch)}
+            "retry_all_count": control.retry_all_count(batch),
+            "correctable": corrections.correctable}
 
 
 @bp.route("/batches/<int:batch_id>")
@@ -230,6 +232,48 @@ def item(batch_id, item_id):
                            title=access.item_titles([batch_item]).get(batch_item.task_id))
 
 
+# --- correcting an item -------------------------------------------------------------------
+
+def _render_correct(batch, item, node_form, action, comment, errors=None, status=200):
+    return render_template(
+        "batches/correct.html", batch=batch, item=item, node=batch.node, node_form=node_form,
+        action=action, comment=comment, errors=errors or {},
+        title=access.item_titles([item]).get(item.task_id)), status
+
+
+@bp.route("/batches/<int:batch_id>/items/<int:item_id>/correct", methods=["GET", "POST"])
+@login_required
+def correct(batch_id, item_id):
+    """The item's values, to fix and run again (a failure of its values only)."""
+    batch = access.visible_batch(current_user, batch_id)
+    batch_item = listing.batch_item(batch, item_id)
+    if batch_item is None:
+        abort(404)
+    fields = batch.node.fields
+    if request.method == "GET":
+        if not corrections.correctable(batch_item, batch):
+            return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
+        decision = corrections.current_decision(batch_item, batch)
+        return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(
+            "form") or {}), decision.get("action"), decision.get("comment"),
+            batch_item.field_errors)
+    node_form = build_node_form(fields, formdata=request.form)
+    action, comment = request.form.get("action"), request.form.get("comment") or None
+    try:
+        corrections.correct(batch, current_user, item_id, action, comment,
+                            node_form_values(node_form, fields))
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _render_correct(batch, batch_item, node_form, action, comment, exc.errors, 422)
+    except Conflict as exc:
+        return back_with_message(exc, url_for("batches.item", batch_id=batch.id,
+                                              item_id=item_id))
+    db.session.commit()
+    dispatch.start(batch)
+    flash(_("Item #%(id)s corrected: it runs again.", id=item_id), "success")
+    return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
+
+
 # --- steering a batch ---------------------------------------------------------------------
 
 CONTROL_ACTIONS = {
@@ -270,7 +314,7 @@ def retry(batch_id):
     item_ids = id_list(request.form.getlist("item_id")) or None
     back = request.form.get("next_page") == "item" and item_ids
     try:
-        batch, retried, at_limit = control.retry(batch, current_user, item_ids)
+        batch, retried, at_limit, needs_correction = control.retry(batch, current_user, item_ids)
     except Conflict as exc:
         return _refused(batch_id, exc)
     db.session.commit()
@@ -281,6 +325,10 @@ def retry(batch_id):
         flash(ngettext("%(num)s item reached the retry limit: its task is back to manual handling.",
                        "%(num)s items reached the retry limit: their tasks are back to manual "
                        "handling.", at_limit), "warning")
+    if needs_correction:
+        flash(ngettext("%(num)s item failed for its values: correct it rather than retry it.",
+                       "%(num)s items failed for their values: correct them rather than retry "
+                       "them.", needs_correction), "warning")
     if back:
         return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_ids[0]))
     return redirect(url_for("batches.show", batch_id=batch.id))

@@ -1,0 +1,61 @@
+"""Correct and retry: an item that failed for its own values (a validation
+error, a row that did not import) gets new values from a person and runs again.
+
+Retrying such an item as it is would fail the same way until the retry limit;
+a correction re-validates the new decision against the node first, keeps the
+old one in the item's attempt history, and puts the item back to pending.
+The batch's creator, supervisors and admins may correct (whoever may see the
+batch, ``access.visible_batch``).
+"""
+from flask_babel import gettext as _
+
+from portal.batches import items
+from portal.batches.control import DATA_ERROR, batch_accepts_retries
+from portal.batches.counters import add_event, lock_batch
+from portal.errors import Conflict, NotFound
+from portal.extensions import db
+from portal.models import BatchItem, BatchItemAttempt
+from portal.models.base import utcnow
+from portal.models.batches import FAILED_ITEM_STATUSES
+from portal.workflow.engine import validate_decision
+
+
+def correctable(item, batch):
+    """Whether ``item`` failed for its values in a batch that still runs items."""
+    return (item.status in FAILED_ITEM_STATUSES and item.error_kind == DATA_ERROR
+            and batch_accepts_retries(batch))
+
+
+def current_decision(item, batch):
+    """What the item was asked to do: its own decision (imports) or the batch's."""
+    if item.decision:
+        return item.decision
+    return {"action": batch.action, "comment": batch.comment, "form": batch.shared_form or {}}
+
+
+def correct(batch, user, item_id, action, comment, form):
+    """Validate the new decision and run the item again with it; returns the item.
+
+    ValidationFailed (nothing written) when the new values are still wrong;
+    Conflict when the item is not a correctable failure any more."""
+    batch = lock_batch(batch.id)
+    item = db.session.execute(
+        db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.batch_id == batch.id)
+        .with_for_update(key_share=True)).scalar_one_or_none()
+    if item is None:
+        raise NotFound(_("Item not found."))
+    if not correctable(item, batch):
+        raise Conflict(_("This item is not waiting for a correction any more."))
+    cleaned = validate_decision(batch.node, action, comment, form)
+    now = utcnow()
+    db.session.add(BatchItemAttempt(
+        item_id=item.id, batch_id=batch.id, worker=None, started_at=now, finished_at=now,
+        outcome="corrected", error=item.error, retried_by_id=user.id,
+        previous_decision=current_decision(item, batch)))
+    item.decision = {"action": action, "comment": comment or None, "form": cleaned}
+    item.field_errors = None
+    items.requeue(batch, item, now, retried_by=user)
+    items.hold_tasks(batch, [item.task_id], only_free=True)
+    items.reopen(batch, now)
+    add_event(batch.id, user.id, "corrected", {"items": [item.id], "count": 1})
+    return item

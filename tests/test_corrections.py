@@ -1,0 +1,95 @@
+"""Correct and retry: a failure of an item's own values is fixed by a person, not
+retried as it is (a retry would fail again until the retry limit)."""
+import re
+
+import pytest
+
+from support import csrf_token, login
+from excel_support import node_by_key, single_file, upload
+from portal.batches import control, runner
+from portal.excel.templates import build_template
+from portal.extensions import db
+from portal.models import Batch, BatchItem, BatchItemAttempt, Task
+
+
+@pytest.fixture
+def failed(client, factory, users):
+    """A finished import batch: task 0 approved, task 1 failed to import (amount "ten")."""
+    tasks = factory.tasks(2, starter=users["admin"])
+    node = node_by_key()
+    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
+    data = single_file(build_template(users["alice"], node, "single", "en"), [
+        (tasks[0].id, {"C": "approve", "E": 5, "F": "Travel"}),
+        (tasks[1].id, {"C": "approve", "D": "my note", "E": "ten", "F": "Meals"})])
+    batch_id = upload(client, headers, node, data).get_json()["batch"]["id"]
+    runner.run_inline(batch_id)
+    item = db.session.execute(db.select(BatchItem).where(
+        BatchItem.batch_id == batch_id, BatchItem.task_id == tasks[1].id)).scalar_one()
+    assert (item.status, item.error_kind) == ("import_failed", "validation")
+    return db.session.get(Batch, batch_id), item, tasks
+
+
+def _html(response):
+    return response.get_data(as_text=True)
+
+
+def test_a_data_error_offers_a_correction_not_a_retry(client, users, failed):
+    batch, item, _tasks = failed
+    login(client, "sam")
+    page = _html(client.get(f"/batches/{batch.id}"))
+    assert "data-correct" in page
+    assert not re.search(rf'name="item_id" value="{item.id}"', page)   # no retry button
+    assert "#confirm-retry" not in page                                 # nor "Retry N failed"
+    assert control.retry_all_count(batch) == 0
+    _b, retried, at_limit, needs_correction = control.retry(batch, users["sam"])
+    assert (retried, at_limit, needs_correction) == (0, 0, 1)
+    db.session.rollback()
+
+
+def test_the_api_says_which_items_need_a_correction(api, users, failed):
+    batch, item, _tasks = failed
+    response = api("sam").post(f"/batches/{batch.id}/retry", json={"item_ids": [item.id]})
+    assert response.status_code == 202
+    assert (response.get_json()["retried"], response.get_json()["needs_correction"]) == (0, 1)
+
+
+def test_the_correction_form_shows_the_values_and_errors_and_runs_the_item_again(
+        client, users, failed):
+    batch, item, tasks = failed
+    login(client, "alice")
+    url = f"/batches/{batch.id}/items/{item.id}/correct"
+    form = _html(client.get(url))
+    assert 'value="ten"' in form and "my note" in form and "Enter a number." in form
+    token = csrf_token(client, url)
+    still_wrong = client.post(url, data={"csrf_token": token, "action": "approve",
+                                         "comment": "my note", "amount": "ten",
+                                         "category": "Meals"})
+    assert still_wrong.status_code == 422 and "Enter a number." in _html(still_wrong)
+    assert db.session.get(BatchItem, item.id).status == "import_failed"
+
+    done = client.post(url, data={"csrf_token": token, "action": "approve",
+                                  "comment": "my note", "amount": "10", "category": "Meals"})
+    assert done.status_code == 302
+    db.session.expire_all()
+    again = db.session.get(BatchItem, item.id)
+    assert (again.status, again.retry_count, again.retried_by_id) == (
+        "pending", 1, users["alice"].id)
+    attempt = db.session.execute(db.select(BatchItemAttempt).where(
+        BatchItemAttempt.item_id == item.id, BatchItemAttempt.outcome == "corrected")).scalar_one()
+    assert attempt.previous_decision["form"]["amount"] == "ten"
+    runner.run_inline(batch.id)
+    db.session.expire_all()
+    task = db.session.get(Task, tasks[1].id)
+    assert task.outcome == "approve" and task.form["amount"] == 10
+    batch = db.session.get(Batch, batch.id)
+    assert (batch.status, batch.success, batch.failed) == ("finished", 2, 0)
+    assert client.get(url).status_code == 302          # nothing left to correct
+
+
+def test_only_people_who_may_see_the_batch_may_correct(client, users, failed):
+    batch, item, _tasks = failed
+    login(client, "carol")
+    url = f"/batches/{batch.id}/items/{item.id}/correct"
+    assert client.get(url).status_code == 404
+    assert client.post(url, data={"csrf_token": csrf_token(client, "/"),
+                                  "action": "approve"}).status_code == 404
