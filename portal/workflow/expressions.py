@@ -29,9 +29,8 @@ Refused: calls, attributes, subscripts and slices, lambdas, comprehensions,
 tuples, dict and set literals, unpacking, comments. Arithmetic (``+ - * / %``
 and the rest) is refused too, on purpose: the issue's list does not include it,
 and a computed value (``amount * 2 > limit``) belongs in a form field of its
-own. A Camunda
-``completionCondition`` therefore compares counts (``nrOfCompletedInstances >=
-2``), not ratios. Hostile input is refused before Python's parser sees it:
+own. A Camunda ``completionCondition`` therefore compares counts
+(``nrOfCompletedInstances >= 2``), not ratios. Hostile input is refused before Python's parser sees it:
 at most ``MAX_LENGTH`` characters and ``MAX_DEPTH`` levels of brackets; after
 parsing, at most ``MAX_NESTING`` nested operators (``!!!!...x``).
 
@@ -131,6 +130,7 @@ _OPERATORS = ("&&", "||", "==", "!=", "<=", ">=", "**", "//", ":=", "<<", ">>",
 _TRANSLATED = {"&&": "and", "||": "or", "!": "not"}
 _LITERAL_WORDS = {"true": "True", "false": "False", "null": "None"}
 _OPENING, _CLOSING = "([{", ")]}"
+_PREFIXES = {"r", "u", "b", "f", "br", "rb", "fr", "rf"}  # Python's, any case
 
 
 def _unwrap(text):
@@ -143,7 +143,7 @@ def _unwrap(text):
     return body
 
 
-def _read_string(text, start):
+def _read_string(expression, text, start):
     """The string literal opening at ``start``: (its value, the index after it)."""
     quote, i, parts = text[start], start + 1, []
     while i < len(text):
@@ -156,7 +156,7 @@ def _read_string(text, start):
         else:
             parts.append(char)
             i += 1
-    raise ExpressionRefused(text, _("a string is not closed"))
+    raise ExpressionRefused(expression, _("a string is not closed"))
 
 
 def _check_word(expression, word):
@@ -183,7 +183,7 @@ def _to_python(expression, body):
         if char in "'\"":
             if previous == "string":  # also catches ''' and """
                 raise ExpressionRefused(expression, _("two strings may not follow each other"))
-            value, i = _read_string(body, i)
+            value, i = _read_string(expression, body, i)
             out.append(repr(value))
             previous = "string"
             continue
@@ -199,7 +199,7 @@ def _to_python(expression, body):
         word = _WORD.match(body, i)
         if word:
             i = word.end()
-            if i < len(body) and body[i] in "'\"":
+            if i < len(body) and body[i] in "'\"" and word.group().lower() in _PREFIXES:
                 if "f" in word.group().lower():
                     raise ExpressionRefused(expression, _("f-strings are not allowed"))
                 raise ExpressionRefused(expression, _("string prefixes are not allowed"))
@@ -245,15 +245,21 @@ _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.P
                ast.UAdd, ast.USub)
 
 
-def _refusal(node):
+def _specific_refusal(node):
+    """What is wrong with a construct outside the subset, when it has a name."""
     for kinds, reason in _REFUSED:
         if isinstance(node, kinds):
             return str(reason)
-    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+    if isinstance(node, ast.BinOp) or (isinstance(node, ast.UnaryOp)
+                                       and not isinstance(node.op, ast.Not)):
         if isinstance(node.op, _ARITHMETIC):
             return _("arithmetic is not allowed")
         return _("bitwise operators are not allowed")
-    return _("%(what)s is not allowed", what=type(node).__name__)
+    return None
+
+
+def _refusal(node):
+    return _specific_refusal(node) or _("%(what)s is not allowed", what=type(node).__name__)
 
 
 class _Builder:
@@ -277,10 +283,10 @@ class _Builder:
     def literal(self, node):
         """``(value,)`` for a literal (a negative number included), else None."""
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            # Only directly on a number: "--5" is arithmetic, and no recursion here.
-            operand = node.operand
-            if isinstance(operand, ast.Constant) and _kind(operand.value) == "number":
-                return (-operand.value,)
+            # Only directly on a number: "--5" is arithmetic, and no deep recursion here.
+            inner = self.literal(node.operand) if isinstance(node.operand, ast.Constant) else None
+            if inner is not None and _kind(inner[0]) == "number":
+                return (-inner[0],)
             return None
         if not isinstance(node, ast.Constant):
             return None
@@ -326,8 +332,8 @@ class _Builder:
             if test is None:
                 self.refuse(_("is and is not are not allowed; compare with == or !="))
             if isinstance(op, (ast.In, ast.NotIn)):
-                if isinstance(right, (ast.Dict, ast.Set, ast.Tuple)):
-                    self.refuse(_refusal(right))  # says: write a list
+                if not isinstance(right, ast.List) and _specific_refusal(right):
+                    self.refuse(_specific_refusal(right))  # "x in (1, 2)": write a list
                 if not isinstance(right, ast.List) or index != last:
                     self.refuse(_("in and not in need a list [...] of literals on their right"))
                 items = tuple(self.list_item(item) for item in right.elts)
@@ -349,9 +355,9 @@ class _Builder:
     def list_item(self, node):
         literal = self.literal(node)
         if literal is None:
-            if isinstance(node, ast.Name):
+            if isinstance(node, ast.List) or not _specific_refusal(node):
                 self.refuse(_("a list after in may hold only literals"))
-            self.refuse(_refusal(node))
+            self.refuse(_specific_refusal(node))
         return literal[0]
 
 
