@@ -153,3 +153,12 @@ def test_definition_field_keys_may_not_shadow_the_task_form(factory):
         {"key": "a", "assignee": "user:alice",
          "fields": [{"key": "comment", "type": "text"}, {"key": "ok", "type": "text"}]}]})
     assert problems == {"nodes[0].fields[0]": "the key 'comment' is reserved"}
+
+
+def test_text_fields_keep_a_minimum_length(app):
+    from portal.workflow.forms import validate_form
+    fields = [{"key": "reason", "label": "Reason", "type": "text", "min_length": 5}]
+    with app.test_request_context():
+        assert validate_form(fields, {"reason": "  ok  "})[1] == {
+            "reason": "At least 5 characters."}
+        assert validate_form(fields, {"reason": "because"}) == ({"reason": "because"}, {})

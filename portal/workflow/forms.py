@@ -88,6 +88,9 @@ def _text(value, field):
     limit = field.get("max_length")
     if limit is not None and len(text) > limit:
         raise ValueError(_("At most %(n)s characters.", n=limit))
+    least = field.get("min_length")
+    if least is not None and len(text.strip()) < least:
+        raise ValueError(_("At least %(n)s characters.", n=least))
     return text
 
 
