@@ -220,13 +220,19 @@ def progress(batch_id):
     return jsonify(body)
 
 
-@bp.route("/batches/<int:batch_id>/items/<int:item_id>")
-@login_required
-def item(batch_id, item_id):
+def _visible_item(batch_id, item_id):
+    """(batch, item) when the user may see the batch and the item is one of its own."""
     batch = access.visible_batch(current_user, batch_id)
     batch_item = listing.batch_item(batch, item_id)
     if batch_item is None:
         abort(404)
+    return batch, batch_item
+
+
+@bp.route("/batches/<int:batch_id>/items/<int:item_id>")
+@login_required
+def item(batch_id, item_id):
+    batch, batch_item = _visible_item(batch_id, item_id)
     return render_template("batches/item.html", **_page_context(batch), item=batch_item,
                            attempts=listing.item_attempts(batch_item),
                            title=access.item_titles([batch_item]).get(batch_item.task_id))
@@ -245,10 +251,7 @@ def _render_correct(batch, item, node_form, action, comment, errors=None, status
 @login_required
 def correct(batch_id, item_id):
     """The item's values, to fix and run again (a failure of its values only)."""
-    batch = access.visible_batch(current_user, batch_id)
-    batch_item = listing.batch_item(batch, item_id)
-    if batch_item is None:
-        abort(404)
+    batch, batch_item = _visible_item(batch_id, item_id)
     fields = batch.node.fields
     if request.method == "GET":
         if not corrections.correctable(batch_item, batch):
