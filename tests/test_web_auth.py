@@ -139,3 +139,16 @@ def test_the_first_visit_to_the_home_page_goes_to_login_without_a_warning(client
 def test_the_favicon_is_served(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response.mimetype == "image/svg+xml"
+
+
+def test_error_pages_speak_the_readers_language(client, factory):
+    """403, 404 and 405 in 简体中文, and the 403 without the framework's English text."""
+    factory.standard()
+    login(client, "alice")
+    client.post("/lang/zh_CN", data={"csrf_token": csrf_token(client, "/")})
+    forbidden = client.get("/admin/users")
+    assert forbidden.status_code == 403
+    text = forbidden.get_data(as_text=True)
+    assert "您无权执行此操作。" in text and "You don't have the permission" not in text
+    assert "未找到。" in client.get("/no-such-page").get_data(as_text=True)
+    assert "此处不允许此操作。" in client.get("/logout").get_data(as_text=True)

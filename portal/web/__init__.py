@@ -1,18 +1,25 @@
 """Server-rendered pages, one blueprint module per feature, and the HTML error pages."""
 from flask import render_template, request
-from flask_babel import get_locale, gettext as _
+from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
 ERROR_MESSAGES = {
-    400: "The request could not be understood.",
-    403: "You may not do this.",
-    404: "Not found.",
-    405: "This action is not allowed here.",
-    409: "The request conflicts with the current state.",
-    413: "The upload is too large.",
-    429: "Too many attempts. Please wait a minute and try again.",
-    500: "Something went wrong on our side.",
+    400: _l("The request could not be understood."),
+    403: _l("You may not do this."),
+    404: _l("Not found."),
+    405: _l("This action is not allowed here."),
+    409: _l("The request conflicts with the current state."),
+    413: _l("The upload is too large."),
+    422: _l("The form has errors."),
+    429: _l("Too many attempts. Please wait a minute and try again."),
+    500: _l("Something went wrong on our side."),
 }
+
+
+def _own_description(exc):
+    """The message a view gave its HTTP error, not the framework's English default."""
+    description = getattr(exc, "description", None)
+    return description if description and description != type(exc).description else None
 
 
 def _wants_json():
@@ -32,7 +39,7 @@ def register_blueprints(app):
         return {"current_locale": current_locale}
 
     def _render_error(code, message=None):
-        text = message or _(ERROR_MESSAGES.get(code, "Error"))
+        text = message or str(ERROR_MESSAGES.get(code) or _("Error"))
         if code == 413:
             text = _("The upload is larger than %(mb)s MB.", mb=app.config["MAX_UPLOAD_MB"])
         if _wants_json():
@@ -41,7 +48,7 @@ def register_blueprints(app):
 
     for code in ERROR_MESSAGES:
         app.register_error_handler(code, lambda exc, code=code: _render_error(
-            code, getattr(exc, "description", None) if code not in (404, 405, 413, 500) else None))
+            code, _own_description(exc) if code not in (404, 405, 413, 500) else None))
 
     from portal.web import errors
     errors.init_app(app, _render_error)
