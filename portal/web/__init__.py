@@ -22,6 +22,12 @@ def _own_description(exc):
     return description if description and description != type(exc).description else None
 
 
+def _attention_count():
+    """The navbar badge of supervisors: batches that finished with failures lately."""
+    from portal.batches.attention import failures_count
+    return failures_count()
+
+
 def _wants_json():
     return request.path.startswith("/api/")
 
@@ -36,7 +42,8 @@ def register_blueprints(app):
         def current_locale():
             locale = get_locale()
             return "zh_CN" if locale is not None and locale.language == "zh" else "en"
-        return {"current_locale": current_locale}
+        return {"current_locale": current_locale,
+                "attention_count": _attention_count}
 
     def _render_error(code, message=None):
         text = message or str(ERROR_MESSAGES.get(code) or _("Error"))

@@ -64,6 +64,12 @@ def _next_or(default_endpoint):
     return target if is_local_path(target) else url_for(default_endpoint)
 
 
+def _home():
+    """Where a login lands without a ``next``: supervisors and admins on what
+    needs them, everyone else on their tasks."""
+    return "batches.attention" if current_user.is_supervisor else "tasks.index"
+
+
 def _login_limit():
     return current_app.config["LOGIN_RATE_LIMIT"]
 
@@ -105,7 +111,7 @@ def _fresh_session():
                       error_message=_too_many_attempts)
 def login():
     if current_user.is_authenticated:
-        return redirect(_next_or("tasks.index"))
+        return redirect(_next_or(_home()))
     form = LoginForm()
     if form.validate_on_submit():
         user = accounts.authenticate(form.username.data.strip(), form.password.data)
@@ -116,7 +122,7 @@ def login():
             accounts.start_session(user)
             db.session.commit()
             login_user(user)
-            return redirect(_next_or("tasks.index"))
+            return redirect(_next_or(_home()))
     return render_template("auth/login.html", form=form)
 
 

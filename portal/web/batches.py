@@ -15,6 +15,7 @@ from flask_babel import format_timedelta, gettext as _, lazy_gettext as _l, nget
 from flask_login import current_user, login_required
 
 from portal.batches import access, control, corrections, creation, dispatch, listing
+from portal.batches import attention as attention_service
 from portal.batches.progress import (
     batch_eta, is_active, items_by_status, progress_percent, status_key)
 from portal.batches.serialize import batch_to_dict
@@ -175,6 +176,17 @@ def index():
                            filter_args={key: value for key, value in filters.items() if value},
                            creators=creators, status_labels=BATCH_STATUS_LABELS,
                            status_key=status_key)
+
+
+@bp.route("/attention")
+@login_required
+def attention():
+    """The supervisor home: what needs a person now."""
+    if not current_user.is_supervisor:
+        abort(403)
+    return render_template("batches/attention.html", **attention_service.overview(),
+                           status_labels=BATCH_STATUS_LABELS, status_key=status_key,
+                           event_labels=EVENT_LABELS, event_summary=event_summary)
 
 
 # --- one batch --------------------------------------------------------------------------
