@@ -197,7 +197,6 @@ def _page_context(batch):
             "item_labels": ITEM_STATUS_LABELS, "status_key": status_key(batch),
             "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
             "retryable": control.retryable, "at_retry_limit": control.at_retry_limit,
-            "retry_all_count": control.retry_all_count(batch),
             "correctable": corrections.correctable}
 
 
@@ -209,6 +208,7 @@ def show(batch_id):
     page = listing.items_page(batch, status_filter, **_cursor_args())
     return render_template(
         "batches/show.html", **_page_context(batch), page=page, status_filter=status_filter,
+        retry_all_count=control.retry_all_count(batch),
         item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
         event_summary=event_summary, by_status=items_by_status(batch),
