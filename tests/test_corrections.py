@@ -93,3 +93,27 @@ def test_only_people_who_may_see_the_batch_may_correct(client, users, failed):
     assert client.get(url).status_code == 404
     assert client.post(url, data={"csrf_token": csrf_token(client, "/"),
                                   "action": "approve"}).status_code == 404
+
+
+def test_a_correction_takes_effect_once_and_keeps_the_counters(client, users, failed):
+    """Two corrections of one item (two tabs, two people): the second finds it
+    running again and changes nothing; the counters equal the items at each step."""
+    from support import assert_counters_match_items
+    from portal.batches import corrections
+    from portal.errors import Conflict
+    batch, item, tasks = failed
+    good = {"amount": "10", "category": "Meals"}
+    corrections.correct(batch, users["alice"], item.id, "approve", None, good)
+    db.session.commit()
+    assert_counters_match_items(batch.id)
+    with pytest.raises(Conflict):
+        corrections.correct(db.session.get(Batch, batch.id), users["sam"], item.id, "reject",
+                            None, good)
+    db.session.rollback()
+    assert db.session.get(BatchItem, item.id).decision["action"] == "approve"
+    runner.run_inline(batch.id)
+    assert_counters_match_items(batch.id)
+    assert db.session.execute(db.select(db.func.count(BatchItemAttempt.id)).where(
+        BatchItemAttempt.item_id == item.id,
+        BatchItemAttempt.outcome == "corrected")).scalar() == 1
+    assert db.session.get(Task, tasks[1].id).outcome == "approve"
