@@ -28,9 +28,7 @@ def correctable(item, batch):
 
 def current_decision(item, batch):
     """What the item was asked to do: its own decision (imports) or the batch's."""
-    if item.decision:
-        return item.decision
-    return {"action": batch.action, "comment": batch.comment, "form": batch.shared_form or {}}
+    return item.decision or batch.shared_decision
 
 
 def correct(batch, user, item_id, action, comment, form):

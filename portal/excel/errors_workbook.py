@@ -98,7 +98,7 @@ def load_error_source(batch):
         batch_id=batch.id, mode=layout_mode(batch),
         node=NodeCopy(node.id, node.name, list(node.fields),
                       ProcessCopy(node.process.key, node.process.name, node.process.version)),
-        shared={"action": batch.action, "comment": batch.comment, "form": batch.shared_form},
+        shared=batch.shared_decision,
         rows=rows, titles=task_titles(row[0] for row in rows))
 
 

@@ -65,6 +65,11 @@ class Batch(db.Model):
     def with_errors(self):
         return self.status == "finished" and self.failed > 0
 
+    @property
+    def shared_decision(self):
+        """What every item without a decision of its own is asked to do."""
+        return {"action": self.action, "comment": self.comment, "form": self.shared_form or {}}
+
 
 class BatchItem(db.Model):
     __tablename__ = "batch_item"
