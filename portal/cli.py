@@ -27,15 +27,15 @@ def _fail(exc):
 @process_cli.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def process_load(path):
-    """Load a process definition (a changed one becomes a new version)."""
-    from portal.workflow.definitions import load_definition
+    """Load a process file, JSON or BPMN 2.0 (a changed one becomes a new version)."""
+    from portal.workflow.definitions import load_process_file
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{path}: not a JSON file ({exc})")
+        with open(path, "rb") as fh:
+            content = fh.read()
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot be read ({exc})")
     try:
-        definition, created = load_definition(data)
+        definition, created = load_process_file(path, content)
         db.session.commit()
     except WorkflowError as exc:
         db.session.rollback()

@@ -40,7 +40,7 @@ def test_process_load_rejects_bad_files(runner, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     result = _run(runner, "process", "load", str(broken))
-    assert result.exit_code != 0 and "not a JSON file" in result.output
+    assert result.exit_code != 0 and "The file is not valid JSON" in result.output
     invalid = tmp_path / "invalid.json"
     invalid.write_text(json.dumps({"key": "x", "name": "X", "nodes": [{"key": "a", "assignee": "?"}]}))
     result = _run(runner, "process", "load", str(invalid))

@@ -85,7 +85,7 @@ def test_upload_refuses_bad_files_with_clear_errors(client, factory):
     assert "nodes[0].assignee" in page and "must be user:NAME or role:NAME" in page
     response = client.post("/admin/processes/upload",
                            data={"csrf_token": csrf_token(client, "/admin/processes")})
-    assert response.status_code == 400 and "Choose a JSON file." in response.get_data(as_text=True)
+    assert response.status_code == 400 and "Choose a .bpmn or .json file." in response.get_data(as_text=True)
     assert db.session.execute(db.select(db.func.count(ProcessDefinition.id))).scalar() == 1
 
 

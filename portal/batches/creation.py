@@ -74,7 +74,7 @@ def _task_states(user, task_ids, *, lock):
         query = (db.select(Task.id, Task.node_id, Task.completed_by_id, signer,
                            Task.status, Instance.status, Instance.suspended,
                            Task.assignee_user_id, Task.assignee_role, pending_countersign,
-                           Task.lock_holder_id, Task.lock_batch_id, Task.lock_expires_at)
+                           Task.lock_holder_id, Task.lock_batch_id, Task.lock_expires_at, Task.node_id)
                  .join(Instance, Task.instance_id == Instance.id).where(Task.id.in_(chunk)))
         if lock:  # in id order, so two creations over the same tasks cannot deadlock
             query = query.order_by(Task.id).with_for_update(of=Task)

@@ -1,5 +1,11 @@
 """The workflow: versioned process definitions, their nodes, instances, tasks,
-countersign requests and the approval history."""
+countersign requests and the approval history.
+
+Every process runs on SpiffWorkflow: a definition holds its BPMN file (a JSON
+definition is stored with the equivalent BPMN, ``portal.workflow.bpmn_from_json``),
+an instance holds the engine's state, and a Task row stands for each user task
+the engine has ready, so that lists, locks and batches stay indexed SQL.
+"""
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
@@ -19,11 +25,19 @@ class ProcessDefinition(db.Model):
     key: Mapped[str] = mapped_column(String(80), index=True)
     name: Mapped[str] = mapped_column(String(200))
     version: Mapped[int]
+    # What was loaded: "json" (contract section 5; ``definition`` holds the file) or "bpmn" (section 5b).
+    source: Mapped[str] = mapped_column(String(10), default="json")
     definition: Mapped[dict] = mapped_column(JSON)
+    bpmn: Mapped[str | None] = mapped_column(Text)  # the BPMN 2.0 file the engine runs
     digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     nodes = relationship("Node", order_by="Node.position", back_populates="process")
+
+    @property
+    def initiator(self):
+        """The variable a BPMN start event sets to the starter's user name (camunda:initiator), if any."""
+        return (self.definition or {}).get("initiator") if self.source == "bpmn" else None
 
 
 class Node(db.Model):
@@ -35,8 +49,17 @@ class Node(db.Model):
     key: Mapped[str] = mapped_column(String(80))
     name: Mapped[str] = mapped_column(String(200))
     position: Mapped[int]
-    assignee: Mapped[str] = mapped_column(String(120))  # "user:NAME" or "role:NAME"
+    # "user:NAME", "role:NAME", "var:VARIABLE" (the instance variable names the user) or "candidates"
+    assignee: Mapped[str] = mapped_column(String(120))
     fields: Mapped[list] = mapped_column(JSON, default=list)
+    # With assignee "candidates": anyone named here or holding one of these roles may act.
+    candidate_users: Mapped[list] = mapped_column(JSON, default=list)
+    candidate_groups: Mapped[list] = mapped_column(JSON, default=list)
+    # 会签: {"collection", "element_variable", "sequential", "completion_condition"} or None.
+    multi_instance: Mapped[dict | None] = mapped_column(JSON)
+    # Whether the diagram routes a reject from here (a flow condition reads ``action``); if not,
+    # a reject ends the instance as rejected.
+    tests_action: Mapped[bool] = mapped_column(default=False)
 
     process = relationship(ProcessDefinition, back_populates="nodes")
 
@@ -54,6 +77,9 @@ class Instance(db.Model):
     title: Mapped[str] = mapped_column(String(300))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running|approved|rejected
+    # SpiffWorkflow's serialized workflow without its spec (portal.workflow.runtime); None once finished
+    # before the engine ran it.
+    state: Mapped[str | None] = mapped_column(Text)
     suspended: Mapped[bool] = mapped_column(default=False)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -82,7 +108,9 @@ class Task(db.Model):
     node_id: Mapped[int] = mapped_column(ForeignKey("node.id"))
     assignee_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     assignee_role: Mapped[str | None] = mapped_column(String(80))
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|done|recalled
+    # pending|done|recalled|cancelled (the engine withdrew it: a 会签 condition held, a terminate end event)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    engine_task_id: Mapped[str | None] = mapped_column(String(36))  # the SpiffWorkflow task's UUID
     outcome: Mapped[str | None] = mapped_column(String(20))  # approve|reject
     comment: Mapped[str | None] = mapped_column(Text)
     form: Mapped[dict | None] = mapped_column(JSON)

@@ -25,7 +25,7 @@ from portal.web.args import id_arg
 from portal.web.errors import back_with_message
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine, listing
-from portal.workflow.definitions import load_definition
+from portal.workflow.definitions import load_process_file
 from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -66,21 +66,16 @@ def upload_process():
     form = ProcessUploadForm()
     if not form.validate():
         return _render_processes(form, status=400)
-    raw = form.file.data.read()
+    upload = form.file.data
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        form.file.errors.append(_("The file is not UTF-8 text."))
-        return _render_processes(form, status=400)
-    except ValueError as exc:
-        form.file.errors.append(_("The file is not valid JSON: %(detail)s", detail=str(exc)))
-        return _render_processes(form, status=400)
-    try:
-        definition, created = load_definition(data)
+        definition, created = load_process_file(upload.filename, upload.read())
         db.session.commit()
     except ValidationFailed as exc:
         db.session.rollback()
-        form.file.errors.append(_("The process definition is invalid."))
+        if set(exc.errors) == {"file"}:
+            form.file.errors.append(exc.errors["file"])
+            return _render_processes(form, status=400)
+        form.file.errors.append(str(exc.message))
         return _render_processes(form, problems=exc.errors, status=400)
     if created:
         flash(_("Loaded %(key)s version %(version)s.", key=definition.key,

@@ -69,9 +69,9 @@ class SignForm(FlaskForm):
 
 
 class ProcessUploadForm(FlaskForm):
-    file = FileField(_l("Process definition (JSON)"),
-                     validators=[FileRequired(_l("Choose a JSON file."))],
-                     render_kw={"accept": ".json,application/json"})
+    file = FileField(_l("Process file (BPMN 2.0 or JSON)"),
+                     validators=[FileRequired(_l("Choose a .bpmn or .json file."))],
+                     render_kw={"accept": ".bpmn,.xml,.json,application/json"})
 
 
 def _role_choices():

@@ -1,5 +1,9 @@
-"""Process definitions (contract (docs/contract.md) section 5): checking a JSON definition and
-loading it as a new version when it changed."""
+"""Process definitions: loading a JSON definition (contract section 5) or a BPMN file (section 5b) as a new
+version of its key when it changed.
+
+Both kinds run on the one engine: a JSON definition is stored with the equivalent BPMN file
+(``portal.workflow.bpmn_from_json``), and either file is read by ``portal.workflow.bpmn.load_bpmn``, whose user
+tasks become the version's nodes."""
 import hashlib
 import json
 
@@ -79,25 +83,75 @@ def latest_version(key):
     ).scalar_one_or_none()
 
 
+def _store_version(*, key, name, source, definition, bpmn, process, digest):
+    """The next version of ``key`` with ``process``'s nodes, unless the latest has the same digest."""
+    current = latest_version(key)
+    if current is not None and current.digest == digest:
+        return current, False
+    version = ProcessDefinition(key=key, name=name, source=source, definition=definition, bpmn=bpmn,
+                                digest=digest, version=(current.version + 1) if current else 1)
+    db.session.add(version)
+    for position, node in enumerate(process.nodes):
+        db.session.add(Node(process=version, key=node["key"], name=node.get("name") or node["key"],
+                            position=position, assignee=node["assignee"], fields=node.get("fields", []),
+                            candidate_users=node.get("candidate_users", []),
+                            candidate_groups=node.get("candidate_groups", []),
+                            multi_instance=node.get("multi_instance"),
+                            tests_action=bool(node.get("tests_action"))))
+    db.session.flush()
+    return version, True
+
+
 def load_definition(data):
-    """Store ``data`` as the next version of its key unless it is unchanged.
+    """Store a JSON definition as the next version of its key unless it is unchanged.
 
     Returns ``(definition, created)``. Raises ValidationFailed on a bad file.
     """
+    from portal.workflow.bpmn import load_bpmn
+    from portal.workflow.bpmn_from_json import bpmn_from_json
     problems = check_definition(data)
     if problems:
         raise ValidationFailed(problems, message="The process definition is invalid.")
-    digest = _digest(data)
-    current = latest_version(data["key"])
-    if current is not None and current.digest == digest:
-        return current, False
-    definition = ProcessDefinition(
-        key=data["key"], name=data["name"], definition=data, digest=digest,
-        version=(current.version + 1) if current else 1)
-    db.session.add(definition)
-    for position, node in enumerate(data["nodes"]):
-        db.session.add(Node(process=definition, key=node["key"], name=node.get("name") or node["key"],
-                            position=position, assignee=node["assignee"],
-                            fields=node.get("fields", [])))
-    db.session.flush()
-    return definition, True
+    bpmn = bpmn_from_json(data)
+    process = load_bpmn(bpmn)
+    # The JSON file's own fields are kept as written (the BPMN form says the same in Camunda's words).
+    written = {node["key"]: node for node in data["nodes"]}
+    for node in process.nodes:
+        node["fields"] = written[node["key"]].get("fields", [])
+    return _store_version(key=data["key"], name=data["name"], source="json", definition=data, bpmn=bpmn,
+                          process=process, digest=_digest(data))
+
+
+def load_bpmn_definition(content):
+    """Store a BPMN file (bytes) as the next version of its process key unless it is unchanged.
+
+    Returns ``(definition, created)``. Raises ValidationFailed naming every refused element.
+    """
+    from portal.workflow.bpmn import load_bpmn
+    process = load_bpmn(content)
+    summary = {"key": process.key, "name": process.name, "initiator": process.initiator,
+               "nodes": [node["key"] for node in process.nodes]}
+    return _store_version(key=process.key, name=process.name, source="bpmn", definition=summary,
+                          bpmn=process.xml, process=process,
+                          digest=hashlib.sha256(process.xml.encode("utf-8")).hexdigest())
+
+
+def load_process_file(filename, content):
+    """Load an uploaded process file: BPMN (``.bpmn``/``.xml``, or text starting with ``<``) or JSON.
+
+    Returns ``(definition, created)``; a file that is neither, or is refused, raises ValidationFailed with the
+    problems keyed by where they are (``file`` for the file as a whole).
+    """
+    from flask_babel import gettext as _
+    name = (filename or "").lower()
+    if name.endswith((".bpmn", ".xml")) or content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return load_bpmn_definition(content)
+    try:
+        data = json.loads(content.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ValidationFailed({"file": _("The file is not UTF-8 text.")},
+                               message=_("The process definition is invalid.")) from None
+    except ValueError as exc:
+        raise ValidationFailed({"file": _("The file is not valid JSON: %(detail)s", detail=str(exc))},
+                               message=_("The process definition is invalid.")) from None
+    return load_definition(data)

@@ -14,7 +14,9 @@ from flask_babel import gettext as _
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, Task, User
 from portal.models.base import utcnow
+from portal.workflow import runtime
 from portal.workflow.definitions import latest_version
+from portal.workflow.engine_sync import apply_sync, plan_sync
 from portal.workflow.visibility import (
     can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
 from portal.errors import NotFound, UserError, ValidationFailed, conflict
@@ -26,21 +28,33 @@ MAX_COMMENT = 2000
 
 # --- instances -------------------------------------------------------------------
 
-def _resolve_assignee(node):
-    kind, _sep, name = node.assignee.partition(":")
-    if kind == "role":
-        return {"assignee_role": name}
-    user = db.session.execute(db.select(User).where(User.username == name)).scalar_one_or_none()
-    if user is None:
-        raise UserError(_("Node %(node)s is assigned to unknown user %(name)s.",
-                          node=node.key, name=name))
-    return {"assignee_user_id": user.id}
+def _engine_step(step):
+    """Run ``step`` on the engine; what the engine refuses about the data is the user's to fix.
+
+    The engine reports data it cannot use (a 会签 list that is missing or not a list) as its own
+    exceptions or as TypeError/ValueError/KeyError from reading the data; the file was checked at load,
+    so these come from the instance's variables.
+    """
+    from SpiffWorkflow.exceptions import SpiffWorkflowException
+    try:
+        return step()
+    except (SpiffWorkflowException, runtime.EngineRefused, TypeError, ValueError, KeyError) as exc:
+        current_app.logger.info("engine refused the instance's data: %r", exc)
+        raise UserError(_("The process cannot go on with these data: %(detail)s", detail=str(exc))) from None
 
 
-def _open_task(instance, node):
-    task = Task(instance=instance, node_id=node.id, **_resolve_assignee(node))
-    db.session.add(task)
-    return task
+def lock_instance(instance_id):
+    """The instance row, locked and read afresh: one engine step at a time per instance."""
+    return db.session.execute(
+        db.select(Instance).where(Instance.id == instance_id).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one()
+
+
+def pending_rows(instance_id, *, lock=False):
+    query = db.select(Task).where(Task.instance_id == instance_id, Task.status == "pending").order_by(Task.id)
+    if lock:
+        query = query.with_for_update()
+    return db.session.execute(query.execution_options(populate_existing=True)).scalars().all()
 
 
 def start_instance(process_key, title, data, user):
@@ -57,9 +71,15 @@ def start_instance(process_key, title, data, user):
         errors["data"] = _("Must be an object.")
     if errors:
         raise ValidationFailed(errors)
-    instance = Instance(process=definition, title=title, data=data or {}, created_by_id=user.id)
+    variables = dict(data or {})
+    initiator = definition.initiator
+    if initiator:
+        variables[initiator] = user.username
+    workflow = _engine_step(lambda: runtime.new_workflow(definition.bpmn, variables))
+    instance = Instance(process=definition, title=title, data=variables, created_by_id=user.id)
+    plan = plan_sync(instance, workflow, [])
     db.session.add(instance)
-    _open_task(instance, definition.nodes[0])
+    apply_sync(instance, workflow, plan)
     db.session.add(History(instance=instance, user_id=user.id, action="start"))
     db.session.flush()
     return instance
@@ -114,16 +134,27 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     The one path for a single approval and a batch item alike. Every refusal
     (NotFound, Conflict, ValidationFailed, UserError) is raised before anything
     is written, so a caller may record the refusal in the same transaction.
+    The task row, then the instance row, are locked: two decisions on one
+    instance (the two branches of a parallel split) take turns on its engine
+    state, so a join fires once.
     """
     task = get_task(task_id, for_update=True)
     check_can_act(task, user, batch_id=batch_id)
     cleaned = validate_decision(task.node, action, comment, form)
-    instance = task.instance
-    next_node = None
-    if action == "approve":
-        following = [n for n in instance.process.nodes if n.position > task.node.position]
-        next_node = following[0] if following else None
-    next_assignee = _resolve_assignee(next_node) if next_node is not None else None
+    instance = lock_instance(task.instance_id)
+    others = [row for row in pending_rows(instance.id) if row.id != task.id]
+    workflow = runtime.restore(instance.process.bpmn, instance.state)
+
+    def step():
+        if action == "reject" and not task.node.tests_action:
+            runtime.end(workflow)  # the diagram does not route a reject from here: the instance ends
+        else:
+            runtime.complete(workflow, task.engine_task_id, action, cleaned)
+        return plan_sync(instance, workflow, others)
+
+    plan = _engine_step(step)
+    if action == "reject" and not task.node.tests_action:
+        plan.finished = True
 
     now = utcnow()
     task.status, task.outcome = "done", action
@@ -133,11 +164,8 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     db.session.add(History(instance_id=instance.id, task_id=task.id, node_id=task.node_id,
                            user_id=user.id, action=action, comment=comment or None,
                            form=cleaned, batch_item_id=batch_item_id, created_at=now))
-    if next_node is not None:
-        db.session.add(Task(instance=instance, node_id=next_node.id, **next_assignee))
-    else:
-        instance.status = "rejected" if action == "reject" else "approved"
-        instance.finished_at = now
+    instance.data = {**(instance.data or {}), **cleaned, "action": action}
+    apply_sync(instance, workflow, plan, final_action=action, now=now)
     db.session.flush()
     return task
 
@@ -213,7 +241,8 @@ def recallable_task(instance, user):
 
 def recall(task_id, user):
     """回收: the approver of ``task_id`` takes the instance back to that node,
-    provided the task it moved on to has not been touched. Returns the new task."""
+    provided the task it moved on to has not been touched and nothing else is
+    open on the instance. Returns the new task."""
     done = get_task(task_id, for_update=True)
     if done is None or not can_view_task(user, done):
         raise NotFound(_("Task not found."))
@@ -224,9 +253,21 @@ def recall(task_id, user):
     refusal = recall_refusal(done, following, user)
     if refusal is not None:
         raise conflict(refusal)
+    instance = lock_instance(instance.id)
+    others = [row for row in pending_rows(instance.id) if row.id != following[0].id]
+    if others or done.engine_task_id is None:
+        raise conflict("done")
+    workflow = runtime.restore(instance.process.bpmn, instance.state)
+
+    def step():
+        runtime.reset_to(workflow, done.engine_task_id)
+        return plan_sync(instance, workflow, [])
+
+    plan = _engine_step(step)
     following[0].status = "recalled"
-    task = Task(instance=instance, node_id=done.node_id, assignee_user_id=user.id)
-    db.session.add(task)
+    task = next(row for row in apply_sync(instance, workflow, plan)
+                if row.engine_task_id == done.engine_task_id)
+    task.assignee_user_id, task.assignee_role = user.id, None
     db.session.add(History(instance_id=instance.id, task_id=done.id, node_id=done.node_id,
                            user_id=user.id, action="recall"))
     db.session.flush()

@@ -5,10 +5,11 @@ user may open a task (``may_open``), which tasks are theirs to handle
 (``pending_tasks_query``), and why they cannot act on one right now
 (``blocking_reason``, a reason code).
 """
+import time
 from dataclasses import dataclass
 
 from flask_babel import gettext as _
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 
 from portal.errors import NotFound, UserError, conflict
 from portal.extensions import db
@@ -16,16 +17,49 @@ from portal.models import Instance, Node, ProcessDefinition, Task
 from portal.models.base import contains, utcnow
 
 
+# How long a user's candidate nodes are reused: a long batch asks for every item.
+CANDIDATE_CACHE_SECONDS = 2.0
+
+
+def candidate_node_ids(user):
+    """Ids of the nodes with assignee "candidates" that name ``user`` or one of their roles.
+
+    Read from the few such nodes, kept on the user object for a moment so that a batch of
+    candidate tasks asks once, not once per task.
+    """
+    cached = getattr(user, "_candidate_nodes", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < CANDIDATE_CACHE_SECONDS:
+        return cached[1]
+    roles = set(user.roles_list)
+    rows = db.session.execute(db.select(Node.id, Node.candidate_users, Node.candidate_groups)
+                              .where(Node.assignee == "candidates")).all()
+    ids = frozenset(node_id for node_id, users, groups in rows
+                    if user.username in (users or []) or roles.intersection(groups or []))
+    user._candidate_nodes = (now, ids)
+    return ids
+
+
 def assigned_to(user):
-    """SQL condition: tasks assigned to ``user`` directly or through a role."""
+    """SQL condition: tasks assigned to ``user`` directly, through a role, or as a candidate."""
     roles = user.roles_list
-    condition = Task.assignee_user_id == user.id
-    return or_(condition, Task.assignee_role.in_(roles)) if roles else condition
+    conditions = [Task.assignee_user_id == user.id]
+    if roles:
+        conditions.append(Task.assignee_role.in_(roles))
+    candidate_nodes = candidate_node_ids(user)
+    if candidate_nodes:
+        conditions.append(and_(Task.node_id.in_(sorted(candidate_nodes)), Task.assignee_user_id.is_(None),
+                               Task.assignee_role.is_(None)))
+    return or_(*conditions) if len(conditions) > 1 else conditions[0]
 
 
 def can_act(user, task):
-    return task.assignee_user_id == user.id or (
-        task.assignee_role is not None and task.assignee_role in user.roles_list)
+    """Whether ``user`` is who ``task`` waits for (a Task or a TaskState)."""
+    if task.assignee_user_id is not None:
+        return task.assignee_user_id == user.id
+    if task.assignee_role is not None:
+        return task.assignee_role in user.roles_list
+    return task.node_id in candidate_node_ids(user)
 
 
 def may_open(user, task, *, completed_by_id, signer):
@@ -106,13 +140,14 @@ class TaskState:
     lock_holder_id: int | None
     lock_batch_id: int | None
     lock_expires_at: object
+    node_id: int | None = None  # whose candidates may act, when no assignee is named
 
 
 def task_state(task):
     return TaskState(task.status, task.instance.status, task.instance.suspended,
                      task.assignee_user_id, task.assignee_role,
                      any(c.status == "pending" for c in task.countersigns),
-                     task.lock_holder_id, task.lock_batch_id, task.lock_expires_at)
+                     task.lock_holder_id, task.lock_batch_id, task.lock_expires_at, task.node_id)
 
 
 def lock_active(task, now=None):
