@@ -1,6 +1,7 @@
 """BPMN processes run on the engine: each construct of contract section 5b, end to end through single decisions
 and batches, and what the Task rows say at every step."""
 import os
+import re
 
 import pytest
 
@@ -329,3 +330,34 @@ def test_the_example_expense_process_runs_to_the_end(app, people):
     assert _pending(instance) == [("finance_review", "finance")]
     _decide(instance, "finance_review", people["erin"], form={"pay_on": "2026-12-01"})
     assert _status(instance) == "approved"
+
+
+def test_an_excel_import_on_a_routed_node_sends_each_row_its_way_and_the_batch_page_says_where(client, app, people,
+                                                                                                   factory):
+    from excel_support import single_file, upload
+    from portal.excel.templates import build_template
+    from support import login
+    definition = _load(ROUTED)
+    instances = [_start("routed", people["bob"], title=f"Case {i}") for i in range(4)]
+    tasks = [_task_at(instance, "review") for instance in instances]
+    node = tasks[0].node
+    template = build_template(people["alice"], node, "single", "en")
+    data = single_file(template, [
+        (tasks[0].id, {"C": "approve", "E": 20000}), (tasks[1].id, {"C": "approve", "E": 30000}),
+        (tasks[2].id, {"C": "approve", "E": 5}), (tasks[3].id, {"C": "reject"})])
+    headers = {"Authorization": f"Bearer {factory.token(people['alice'])}"}
+    response = upload(client, headers, node, data)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    batch_id = response.get_json()["batch"]["id"]
+    assert runner.run_inline(batch_id) == 4
+    assert [_pending(i) for i in instances] == [[("director", "directors")], [("director", "directors")],
+                                                [("clerk", "carol")], []]
+    assert _status(instances[3]) == "rejected"
+    assert definition.source == "bpmn"
+
+    login(client, "alice")
+    page = client.get(f"/batches/{batch_id}").get_data(as_text=True)
+    went = re.findall(r'<td class="small" data-went-to>([^<]*)</td>', page)
+    assert sorted(went) == ["Clerk", "Director", "Director", "Ended (rejected)"]
+    counts = re.findall(r'data-destination="([^"]+)"><span>[^<]*</span><span class="fw-semibold">(\d+)<', page)
+    assert counts == [("Director", "2"), ("Clerk", "1"), ("Ended (rejected)", "1")]

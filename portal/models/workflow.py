@@ -111,6 +111,8 @@ class Task(db.Model):
     # pending|done|recalled|cancelled (the engine withdrew it: a 会签 condition held, a terminate end event)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     engine_task_id: Mapped[str | None] = mapped_column(String(36))  # the SpiffWorkflow task's UUID
+    # The task whose decision opened this one (where a batch item went); None for a start or a recall.
+    opened_by_id: Mapped[int | None] = mapped_column(index=True)
     outcome: Mapped[str | None] = mapped_column(String(20))  # approve|reject
     comment: Mapped[str | None] = mapped_column(Text)
     form: Mapped[dict | None] = mapped_column(JSON)

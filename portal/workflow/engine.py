@@ -165,7 +165,7 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
                            user_id=user.id, action=action, comment=comment or None,
                            form=cleaned, batch_item_id=batch_item_id, created_at=now))
     instance.data = {**(instance.data or {}), **cleaned, "action": action}
-    apply_sync(instance, workflow, plan, final_action=action, now=now)
+    apply_sync(instance, workflow, plan, final_action=action, opened_by=task, now=now)
     db.session.flush()
     return task
 

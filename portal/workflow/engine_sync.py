@@ -70,15 +70,17 @@ def plan_sync(instance, workflow, pending):
     return plan
 
 
-def apply_sync(instance, workflow, plan, *, final_action=None, now=None):
-    """Write the plan: withdrawn rows cancelled, new rows opened, the state and, at the end, the status."""
+def apply_sync(instance, workflow, plan, *, final_action=None, opened_by=None, now=None):
+    """Write the plan: withdrawn rows cancelled, new rows opened (by the decision on ``opened_by``),
+    the state and, at the end, the status."""
     now = now or utcnow()
     for row in plan.withdrawn:
         row.status = "cancelled"
         row.lock_holder_id = row.lock_expires_at = row.lock_batch_id = None
     opened = []
     for ident, node, columns in plan.opened:
-        row = Task(instance=instance, node_id=node.id, engine_task_id=ident, created_at=now, **columns)
+        row = Task(instance=instance, node_id=node.id, engine_task_id=ident, created_at=now,
+                   opened_by_id=opened_by.id if opened_by is not None else None, **columns)
         db.session.add(row)
         opened.append(row)
     instance.state = runtime.dump(workflow)
