@@ -1,7 +1,7 @@
 """Processes on SpiffWorkflow: definitions keep their BPMN file, instances their engine state
 
 Every existing JSON definition gets its equivalent BPMN file (portal.workflow.bpmn_from_json) and its nodes
-what the BPMN loader reads; a task records the task whose decision opened it; every running instance gets the engine state of a workflow standing at its pending
+what the BPMN loader reads; a task records the task whose decision opened it and a finished batch where its items went; every running instance gets the engine state of a workflow standing at its pending
 task's node, and that task the engine's task id. Finished instances need no state. Downgrading drops the
 columns (instances started on a BPMN file cannot be represented before this revision and are left as they are).
 
@@ -37,6 +37,8 @@ def upgrade():
         batch_op.add_column(sa.Column('engine_task_id', sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column('opened_by_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_task_opened_by_id'), ['opened_by_id'], unique=False)
+    with op.batch_alter_table('batch', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('destinations', sa.JSON(), nullable=True))
     _move_onto_the_engine(op.get_bind())
 
 
@@ -94,6 +96,8 @@ def _move_onto_the_engine(conn):
 
 
 def downgrade():
+    with op.batch_alter_table('batch', schema=None) as batch_op:
+        batch_op.drop_column('destinations')
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_task_opened_by_id'))
         batch_op.drop_column('opened_by_id')

@@ -3,6 +3,7 @@
 Counters move only through ``move`` while the batch row is locked, in the
 same transaction as the item status change they count.
 """
+from portal.batches.destinations import destination_counts
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem
 from portal.models.base import utcnow
@@ -33,9 +34,13 @@ def move(batch, old_status, new_status, count=1):
 
 
 def finish_if_done(batch, now=None):
+    """Mark the batch finished once no item waits or runs; its items' destinations are counted then,
+    once, so that the batch page never counts over a large batch's items."""
     if batch.pending == 0 and batch.running == 0 and batch.status in ("pending", "running", "paused"):
         batch.status = "finished"
         batch.finished_at = now or utcnow()
+        db.session.flush()
+        batch.destinations = [list(pair) for pair in destination_counts(batch)]
         return True
     return False
 

@@ -3,7 +3,7 @@
 A decision opens the tasks the engine has ready after it (``Task.opened_by_id`` names the decided task), or
 finishes the instance (its ``finished_at`` is the decided task's ``completed_at``), or neither: a branch of a
 parallel split reached its join and waits for the others. ``item_destinations`` answers for one page of items,
-``destination_counts`` for a whole batch (the batch page's "where the items went").
+``destination_counts`` for a whole batch when it finishes (kept in ``Batch.destinations`` for its page).
 """
 from dataclasses import dataclass, field
 
@@ -51,7 +51,8 @@ def item_destinations(task_ids):
 
 
 def destination_counts(batch):
-    """[(label, count)] over the batch's successful items: each next step, then the ends, largest first."""
+    """[(kind, name, count)] over the batch's successful items, largest first: kind "next" with a step's
+    name, or "end" with approved|rejected (shown through END_LABELS in the reader's language)."""
     succeeded = (db.select(BatchItem.task_id)
                  .where(BatchItem.batch_id == batch.id, BatchItem.status == "success").scalar_subquery())
     rows = db.session.execute(
@@ -65,6 +66,6 @@ def destination_counts(batch):
         .where(decided.id.in_(succeeded), Instance.finished_at == decided.completed_at,
                Instance.status.in_(("approved", "rejected")))
         .group_by(Instance.status)).all()
-    counts = [(name, count) for name, count in rows]
-    counts += [(str(END_LABELS[status]), count) for status, count in ends]
-    return sorted(counts, key=lambda pair: (-pair[1], pair[0]))
+    counts = [("next", name, count) for name, count in rows]
+    counts += [("end", status, count) for status, count in ends]
+    return sorted(counts, key=lambda entry: (-entry[2], entry[0] == "end", entry[1]))

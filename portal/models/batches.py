@@ -38,6 +38,9 @@ class Batch(db.Model):
     action: Mapped[str | None] = mapped_column(String(20))
     comment: Mapped[str | None] = mapped_column(Text)
     shared_form: Mapped[dict | None] = mapped_column(JSON)  # form mode: every item's form
+    # Where the successful items went, [[label, count]], counted when the batch finishes
+    # (portal.batches.destinations); None before.
+    destinations: Mapped[list | None] = mapped_column(JSON)
     filter: Mapped[dict | None] = mapped_column(JSON)
     concurrency: Mapped[int] = mapped_column(default=5)
     total: Mapped[int] = mapped_column(default=0)

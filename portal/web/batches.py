@@ -16,7 +16,7 @@ from flask_login import current_user, login_required
 
 from portal.batches import access, control, corrections, creation, dispatch, listing
 from portal.batches import attention as attention_service
-from portal.batches.destinations import END_LABELS, destination_counts, item_destinations
+from portal.batches.destinations import END_LABELS, item_destinations
 from portal.batches.progress import (
     batch_eta, is_active, items_by_status, progress_percent, status_key)
 from portal.batches.serialize import batch_to_dict
@@ -212,7 +212,7 @@ def show(batch_id):
         retry_all_count=control.retry_all_count(batch),
         item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
-        destination_counts=destination_counts(batch), end_labels=END_LABELS,
+        end_labels=END_LABELS,
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
         event_summary=event_summary, by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
