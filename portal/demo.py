@@ -1,12 +1,17 @@
-"""Demo data: users, two process definitions and a few hundred pending tasks.
+"""Demo data: users, three process definitions and a few hundred pending tasks.
+
+Two JSON definitions (contract section 5) and the BPMN example ``examples/expense.bpmn`` (a condition on the
+amount, a reject that goes back for revision, a 会签 by the signers named at start).
 
 Idempotent: users and definitions are created once; tasks are added only
 while the demo users have none.
 """
+import os
+
 from portal.accounts import create_user, find_user
 from portal.extensions import db
 from portal.models import Task
-from portal.workflow.definitions import load_definition
+from portal.workflow.definitions import load_definition, load_process_file
 from portal.workflow.engine import start_instance
 
 DEMO_PASSWORD = "demo-pass-123"
@@ -15,8 +20,11 @@ DEMO_USERS = [
     ("supervisor", "supervisor", "", "en"),
     ("alice", "user", "finance", "en"),
     ("bob", "user", "finance", "zh_CN"),
-    ("carol", "user", "", "zh_CN"),
+    ("carol", "user", "directors", "zh_CN"),
 ]
+EXAMPLE_BPMN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                            "expense.bpmn")
+BPMN_INSTANCES = 40
 
 EXPENSE = {
     "key": "expense", "name": "Expense claim",
@@ -57,6 +65,8 @@ def load_demo(tasks_per_process=150):
             created_users += 1
     for definition in (EXPENSE, LEAVE):
         load_definition(definition)
+    with open(EXAMPLE_BPMN, "rb") as fh:
+        example, _created = load_process_file(EXAMPLE_BPMN, fh.read())
     admin = find_user("admin")
     created_tasks = 0
     if db.session.execute(db.select(db.func.count(Task.id))).scalar() == 0:
@@ -65,5 +75,9 @@ def load_demo(tasks_per_process=150):
                            {"amount": i * 10}, admin)
             start_instance("leave", f"Leave request #{i:04d}", {}, admin)
             created_tasks += 2
+        bob = find_user("bob")
+        for i in range(1, BPMN_INSTANCES + 1):
+            start_instance(example.key, f"Expense claim (BPMN) #{i:04d}", {"signers": ["bob", "carol"]}, bob)
+            created_tasks += 1
     db.session.flush()
     return {"users": created_users, "tasks": created_tasks}
