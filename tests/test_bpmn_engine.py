@@ -361,3 +361,17 @@ def test_an_excel_import_on_a_routed_node_sends_each_row_its_way_and_the_batch_p
     assert sorted(went) == ["Clerk", "Director", "Director", "Ended (rejected)"]
     counts = re.findall(r'data-destination="([^"]+)"><span>[^<]*</span><span class="fw-semibold">(\d+)<', page)
     assert counts == [("Director", "2"), ("Clerk", "1"), ("Ended (rejected)", "1")]
+
+
+def test_a_read_only_field_is_never_set_by_a_decision(app, people):
+    _load(process_xml("readonly", (
+        user_task("look", "alice", fields=(
+            '<camunda:formField id="limit" label="Limit" type="long"><camunda:validation>'
+            '<camunda:constraint name="required"/><camunda:constraint name="readonly"/></camunda:validation>'
+            '</camunda:formField>' + number_field("amount")))
+        + end("done") + flow("f0", "start", "look") + flow("f1", "look", "done"))))
+    instance = _start("readonly", people["bob"], {"limit": 500})
+    task = _decide(instance, "look", people["alice"], form={"limit": 999999, "amount": 3})
+    db.session.expire_all()
+    assert db.session.get(Task, task.id).form == {"amount": 3}
+    assert db.session.get(Instance, instance.id).data["limit"] == 500

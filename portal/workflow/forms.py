@@ -144,11 +144,14 @@ def clean_value(field, value):
 
 
 def validate_form(fields, data, *, enforce_required=True):
-    """Check ``data`` against ``fields``; unknown keys are dropped."""
+    """Check ``data`` against ``fields``; unknown keys are dropped, and so are values of read-only
+    fields (BPMN ``readonly``: shown from the instance's variables, never set by a decision)."""
     data = data if isinstance(data, dict) else {}
     cleaned, errors = {}, {}
     for field in fields:
         key = field["key"]
+        if field.get("readonly"):
+            continue
         value = data.get(key)
         if _is_blank(value):
             if field.get("required") and enforce_required:
