@@ -58,6 +58,7 @@ BINDINGS = {
     "path.task_id": "tasks", "body.task_ids[*]": "tasks", "path.batch_id": "batches",
     "path.node_id": "nodes", "query.node_id": "nodes", "body.node_id": "nodes",
     "body.item_ids[*]": "items", "body.process": "processes", "query.process": "processes",
+    "path.instance_id": "instances",
 }
 
 
@@ -88,7 +89,8 @@ def _seed(factory):
             "nodes": sorted({t.node_id for t in manager_tasks + finance}),
             "items": db.session.execute(db.select(BatchItem.id).where(
                 BatchItem.batch_id == batches[1].id)).scalars().all(),
-            "processes": ["expense"]}
+            "processes": ["expense"],
+            "instances": sorted(t.instance_id for t in manager_tasks)}
     return factory.token(sam), rows
 
 

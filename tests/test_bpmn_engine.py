@@ -375,3 +375,63 @@ def test_a_read_only_field_is_never_set_by_a_decision(app, people):
     db.session.expire_all()
     assert db.session.get(Task, task.id).form == {"amount": 3}
     assert db.session.get(Instance, instance.id).data["limit"] == 500
+
+
+def _example():
+    with open(os.path.join(ROOT, "examples", "expense.bpmn"), "rb") as fh:
+        return fh.read()
+
+
+def test_a_per_instance_import_with_table_lines_on_a_bpmn_node(client, app, people, factory):
+    import io
+
+    import openpyxl
+    from excel_support import save, upload
+    from portal.excel.templates import build_template
+    _load(_example(), "expense.bpmn")
+    claims = [_start("expense_claim", people["bob"], {"signers": ["carol"]}, title=f"Claim {i}") for i in range(2)]
+    tasks = [_task_at(claim, "manager_review") for claim in claims]
+    book = openpyxl.load_workbook(io.BytesIO(build_template(people["alice"], tasks[0].node, "per_instance", "en")))
+    sheet = book[str(tasks[0].id)]
+    sheet["B3"], sheet["B5"], sheet["B6"] = "approve", 20000, "Travel"
+    sheet["A13"], sheet["B13"], sheet["A14"], sheet["B14"] = "Flight", 1800, "Hotel", 640
+    book[str(tasks[1].id)]["B3"] = "reject"
+    headers = {"Authorization": f"Bearer {factory.token(people['alice'])}"}
+    response = upload(client, headers, tasks[0].node, save(book), mode="per_instance")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    runner.run_inline(response.get_json()["batch"]["id"])
+    db.session.expire_all()
+    assert db.session.get(Task, tasks[0].id).form["lines"] == [{"item": "Flight", "cost": 1800},
+                                                             {"item": "Hotel", "cost": 640}]
+    assert _pending(claims[0]) == [("director_review", "directors")]
+    assert _pending(claims[1]) == [("revise_claim", "bob")]
+
+
+def test_the_admin_uploads_a_bpmn_file_and_a_refused_one_changes_nothing(client, app, people, factory):
+    from support import csrf_token, login
+    from portal.models import ProcessDefinition
+    factory.user("root", role="admin")
+    login(client, "root")
+
+    def upload_file(content, name):
+        return client.post("/admin/processes/upload", content_type="multipart/form-data", data={
+            "csrf_token": csrf_token(client, "/admin/processes"), "file": (io.BytesIO(content), name)})
+
+    import io
+    refused = _example().replace(b'<bpmn:userTask id="finance_review"', b'<bpmn:scriptTask id="finance_review"')
+    refused = refused.replace(b"</bpmn:userTask>\n    <bpmn:endEvent id=\"EndEvent_paid\"",
+                              b"</bpmn:scriptTask>\n    <bpmn:endEvent id=\"EndEvent_paid\"")
+    response = upload_file(refused, "expense.bpmn")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "finance_review" in page and "script tasks" in page
+    assert "Traceback" not in page
+    assert db.session.query(ProcessDefinition).count() == 0
+
+    response = upload_file(_example(), "expense.bpmn")
+    assert response.status_code == 302
+    definition = db.session.query(ProcessDefinition).one()
+    assert (definition.key, definition.source, definition.version) == ("expense_claim", "bpmn", 1)
+    page = client.get(f"/admin/processes/{definition.id}").get_data(as_text=True)
+    assert "Manager review" in page and "Countersign" in page
+    assert upload_file(_example(), "expense.bpmn").status_code == 302  # unchanged: no new version
+    assert db.session.query(ProcessDefinition).count() == 1

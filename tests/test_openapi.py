@@ -25,6 +25,7 @@ CONTRACT_OPERATIONS = {
     ("POST", "/batches/{batch_id}/retry"), ("POST", "/batches/{batch_id}/pause"),
     ("POST", "/batches/{batch_id}/resume"), ("POST", "/batches/{batch_id}/cancel"),
     ("GET", "/batches/{batch_id}/error-file"), ("GET", "/nodes/{node_id}/template"),
+    ("GET", "/instances/{instance_id}"),
 }
 
 

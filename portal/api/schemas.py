@@ -20,6 +20,8 @@ BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")
 ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_failed",
                  "cancelled")
 TASK_LIST_STATUSES = ("pending", "done")
+INSTANCE_STATUSES = ("running", "approved", "rejected", "cancelled")
+TASK_STATUSES = ("pending", "done", "recalled", "cancelled")
 # The values a multipart flag accepts; anything else is a 400, not a silent "no".
 FLAG_VALUES = ("1", "0", "true", "false", "yes", "no")
 FLAG_TRUE = ("1", "true", "yes")
@@ -130,7 +132,7 @@ COMPONENTS = {
         "required": ["id", "instance_id", "title", "node_id", "status", "locked_by"],
         "properties": {
             "id": ID, "instance_id": ID, "title": TEXT, "node_id": ID,
-            "status": {"type": "string", "enum": ["pending", "done", "recalled", "cancelled"]},
+            "status": {"type": "string", "enum": list(TASK_STATUSES)},
             "outcome": nullable(ACTION), "assignee": nullable(TEXT),
             "locked_by": nullable(TEXT), "completed_at": nullable(TIME),
         },
@@ -139,10 +141,50 @@ COMPONENTS = {
         "type": "object", "required": ["id", "title", "status", "tasks"],
         "properties": {
             "id": ID, "title": TEXT,
-            "status": {"type": "string", "enum": ["running", "approved", "rejected", "cancelled"]},
+            "status": {"type": "string", "enum": list(INSTANCE_STATUSES)},
             "tasks": {"type": "array", "items": {
                 "type": "object", "required": ["id", "node_id", "assignee"],
                 "properties": {"id": ID, "node_id": ID, "assignee": nullable(TEXT)}}},
+        },
+    },
+    # A Task with the key of its node (an instance's tasks span several nodes).
+    "InstanceTask": {"allOf": [ref("Task"), {"type": "object", "required": ["node_key"],
+                                             "properties": {"node_key": TEXT}}]},
+    "HistoryEntry": {
+        "type": "object",
+        "required": ["at", "user", "action", "node_key", "comment", "form", "batch_item_id"],
+        "properties": {
+            "at": TIME, "user": nullable(TEXT),
+            "action": {"type": "string", "description": "start, approve, reject, countersign, "
+                                                        "sign, recall, suspend or resume."},
+            "node_key": nullable(TEXT), "comment": nullable(TEXT),
+            "form": nullable({"type": "object"}), "batch_item_id": nullable(ID),
+        },
+    },
+    "Instance": {
+        "type": "object",
+        "required": ["id", "title", "process", "version", "status", "suspended", "variables",
+                     "created_by", "created_at", "finished_at", "current", "tasks",
+                     "all_tasks", "history"],
+        "properties": {
+            "id": ID, "title": TEXT,
+            "status": {"type": "string", "enum": list(INSTANCE_STATUSES)},
+            "suspended": {"type": "boolean"},
+            "process": {"type": "string", "description": "The process definition's key."},
+            "version": COUNT, "process_name": TEXT,
+            "variables": {"type": "object", "description": "The instance's data: what it was "
+                          "started with, and each completed task's form values and `action`."},
+            "created_by": nullable(TEXT), "created_at": TIME, "finished_at": nullable(TIME),
+            "current": {"type": "array", "description": "Where the instance waits.", "items": {
+                "type": "object", "required": ["task_id", "node_key", "node_name", "assignee"],
+                "properties": {"task_id": ID, "node_key": TEXT, "node_name": TEXT,
+                               "assignee": nullable(TEXT)}}},
+            "tasks": {"type": "array", "items": ref("InstanceTask"),
+                      "description": "The pending tasks."},
+            "all_tasks": {"type": "array", "items": ref("InstanceTask"),
+                          "description": "Every task, oldest first."},
+            "history": {"type": "array", "items": ref("HistoryEntry"),
+                        "description": "What happened, oldest first."},
         },
     },
     "Node": {

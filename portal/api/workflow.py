@@ -1,4 +1,4 @@
-"""Instances, nodes and tasks: start, list, approve/reject, recall.
+"""Instances, nodes and tasks: start, show, list, approve/reject, recall.
 
 Each view reads and checks its input, calls one workflow service and commits;
 the service's WorkflowError becomes the contract's JSON error (404, 409, 422,
@@ -13,9 +13,9 @@ from portal.api import ApiError, api_user, bp, int_arg, json_body, paginate
 from portal.api import schemas
 from portal.api.operations import Param, Reply, operation, page_reply
 from portal.extensions import db
-from portal.models import Task
+from portal.models import Task, User
 from portal.models.base import MAX_ID
-from portal.workflow import engine, visibility
+from portal.workflow import engine, listing, visibility
 from portal.errors import ValidationFailed
 
 
@@ -53,10 +53,16 @@ def check_form_shape(node, form):
 
 # --- JSON shapes --------------------------------------------------------------------
 
+def iso_time(value):
+    """A naive UTC timestamp as the API writes every time: ISO 8601 with a ``Z``."""
+    return value.isoformat() + "Z" if value is not None else None
+
+
 def assignee_label(task):
+    """``user:NAME``, ``role:NAME`` or ``candidates`` (the node's candidate users and groups)."""
     if task.assignee_role:
         return f"role:{task.assignee_role}"
-    return f"user:{task.assignee_user.username}" if task.assignee_user else None
+    return f"user:{task.assignee_user.username}" if task.assignee_user else "candidates"
 
 
 def task_to_dict(task):
@@ -66,7 +72,7 @@ def task_to_dict(task):
         "node_id": task.node_id, "status": task.status, "outcome": task.outcome,
         "assignee": assignee_label(task),
         "locked_by": holder.username if holder is not None else None,
-        "completed_at": task.completed_at.isoformat() + "Z" if task.completed_at else None,
+        "completed_at": iso_time(task.completed_at),
     }
 
 
@@ -75,6 +81,42 @@ def instance_to_dict(instance):
         "id": instance.id, "title": instance.title, "status": instance.status,
         "tasks": [{"id": t.id, "node_id": t.node_id, "assignee": assignee_label(t)}
                   for t in instance.tasks],
+    }
+
+
+def history_to_dict(entry):
+    return {"at": iso_time(entry.created_at),
+            "user": entry.user.username if entry.user else None, "action": entry.action,
+            "node_key": entry.node.key if entry.node else None, "comment": entry.comment,
+            "form": entry.form, "batch_item_id": entry.batch_item_id}
+
+
+def instance_detail_to_dict(instance, history):
+    """``instance_to_dict`` grown into everything its reader may know about it.
+
+    ``tasks`` holds the pending tasks (contract section 4), ``all_tasks`` every
+    task oldest first (done, recalled, cancelled too), ``current`` where the
+    instance waits, and ``history`` what happened, oldest first.
+    """
+    pending = [t for t in instance.tasks if t.status == "pending"]
+    creator = db.session.get(User, instance.created_by_id) if instance.created_by_id else None
+    process = instance.process
+
+    def with_node(task):
+        return {**task_to_dict(task), "node_key": task.node.key}
+
+    return {
+        **instance_to_dict(instance),
+        "suspended": instance.suspended,
+        "process": process.key, "version": process.version, "process_name": process.name,
+        "variables": instance.data or {},
+        "created_by": creator.username if creator else None,
+        "created_at": iso_time(instance.created_at), "finished_at": iso_time(instance.finished_at),
+        "current": [{"task_id": t.id, "node_key": t.node.key, "node_name": t.node.name,
+                     "assignee": assignee_label(t)} for t in pending],
+        "tasks": [with_node(t) for t in pending],
+        "all_tasks": [with_node(t) for t in instance.tasks],
+        "history": [history_to_dict(entry) for entry in history],
     }
 
 
@@ -98,6 +140,19 @@ def start_instance():
                                      api_user())
     db.session.commit()
     return {"instance": instance_to_dict(instance)}, 201
+
+
+@bp.get("/instances/<int:instance_id>")
+@operation("An instance", tag="Instances",
+           description="Its process, variables, pending tasks, every task and its history. "
+                       "Visible to whoever started it, is or was asked to handle one of its "
+                       "tasks, and admins; to anyone else it is missing (404).",
+           replies={200: Reply("The instance.", schemas.wrapped("instance", "Instance"))},
+           errors=(400, 404))
+def show_instance(instance_id):
+    # Ids outside 1..MAX_ID never reach here: the app's <int:> converter answers 404 for them.
+    instance = visibility.visible_instance(api_user(), instance_id)
+    return {"instance": instance_detail_to_dict(instance, listing.instance_history(instance))}
 
 
 @bp.get("/nodes")

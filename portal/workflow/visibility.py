@@ -76,7 +76,8 @@ def can_view_task(user, task):
 
 
 def can_view_instance(user, instance):
-    if user.is_admin or instance.created_by_id == user.id:
+    """Its starter, supervisors and admins, and whoever may open one of its tasks (contract section 4)."""
+    if user.is_supervisor or instance.created_by_id == user.id:
         return True
     return any(can_view_task(user, t) for t in instance.tasks)
 
