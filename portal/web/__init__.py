@@ -33,8 +33,8 @@ def _wants_json():
 
 
 def register_blueprints(app):
-    from portal.web import admin, auth, batches, imports, tasks
-    for module in (auth, tasks, batches, imports, admin):
+    from portal.web import admin, auth, batches, diagrams, imports, tasks
+    for module in (auth, tasks, batches, imports, admin, diagrams):
         app.register_blueprint(module.bp)
 
     @app.context_processor
