@@ -435,3 +435,15 @@ def test_the_admin_uploads_a_bpmn_file_and_a_refused_one_changes_nothing(client,
     assert "Manager review" in page and "Countersign" in page
     assert upload_file(_example(), "expense.bpmn").status_code == 302  # unchanged: no new version
     assert db.session.query(ProcessDefinition).count() == 1
+
+
+def test_the_reject_rule_behaves_as_its_picture_in_the_docs_says(app, people):
+    with open(os.path.join(ROOT, "docs", "images", "reject-rule.bpmn"), "rb") as fh:
+        definition = _load(fh.read())
+    assert {node.key: node.tests_action for node in definition.nodes} == {"draft": False, "review": True}
+    instance = _start("reject_rule", people["carol"])
+    _decide(instance, "draft", people["carol"])
+    _decide(instance, "review", people["alice"], "reject")
+    assert _pending(instance) == [("draft", "carol")]
+    _decide(instance, "draft", people["carol"], "reject")
+    assert _status(instance) == "rejected" and _pending(instance) == []
