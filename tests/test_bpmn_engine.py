@@ -41,10 +41,32 @@ def _task_at(instance, key, user=None):
                 and (user is None or t.assignee_user_id in (None, user.id)))
 
 
+# Every decision a test makes through _decide is made once as a single decision and once as a one-item
+# batch run by the batch runner: the constructs behave the same whichever way a task is decided.
+DECIDE_VIA = {"way": "single"}
+
+
+@pytest.fixture(autouse=True, params=["single", "batch"])
+def decide_via(request):
+    DECIDE_VIA["way"] = request.param
+    yield request.param
+    DECIDE_VIA["way"] = "single"
+
+
 def _decide(instance, key, user, action="approve", form=None):
     task = _task_at(instance, key, user)
-    engine.decide(task.id, user, action, form=form or {})
+    if DECIDE_VIA["way"] == "single":
+        engine.decide(task.id, user, action, form=form or {})
+        db.session.commit()
+        return task
+    from portal.models import BatchItem
+    batch = creation.create_batch(user, task.node, task_ids=[task.id], action=action, form=form or {})
     db.session.commit()
+    runner.run_inline(batch.id)
+    db.session.expire_all()
+    item = db.session.execute(db.select(BatchItem).where(BatchItem.batch_id == batch.id)).scalar_one()
+    assert item.status == "success", (item.status, item.error)
+    assert_counters_match_items(batch.id)
     return task
 
 
