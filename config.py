@@ -104,5 +104,21 @@ class Config:
             PROXY_FIX_X_FOR=_int_env("PROXY_FIX_X_FOR", 0),
             PROXY_FIX_X_PROTO=_int_env("PROXY_FIX_X_PROTO", 0),
             PROXY_FIX_X_HOST=_int_env("PROXY_FIX_X_HOST", 0),
+            # /metrics: served to a request bearing this token, or from one of these addresses
+            # (comma separated; empty token and list: loopback only).
+            METRICS_TOKEN=os.environ.get("METRICS_TOKEN") or "",
+            METRICS_ALLOWED_ADDRESSES=os.environ.get("METRICS_ALLOWED_ADDRESSES", "127.0.0.1,::1"),
+            # Log lines: "text" for people, "json" for a log collector (one object per line).
+            LOG_FORMAT=os.environ.get("LOG_FORMAT") or "text",
+            # Completion e-mails: sent when MAIL_SERVER is set.
+            MAIL_SERVER=os.environ.get("MAIL_SERVER") or "",
+            MAIL_PORT=_int_env("MAIL_PORT", 25),
+            MAIL_USERNAME=os.environ.get("MAIL_USERNAME") or "",
+            MAIL_PASSWORD=os.environ.get("MAIL_PASSWORD") or "",
+            MAIL_USE_TLS=_bool_env("MAIL_USE_TLS"),
+            MAIL_SENDER=os.environ.get("MAIL_SENDER") or "portal@localhost",
+            # Webhooks: each delivery's time limit and how many attempts before it is given up.
+            WEBHOOK_TIMEOUT_SECONDS=_int_env("WEBHOOK_TIMEOUT_SECONDS", 10),
+            WEBHOOK_MAX_ATTEMPTS=_int_env("WEBHOOK_MAX_ATTEMPTS", 5),
         )
         return settings
