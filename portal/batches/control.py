@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from sqlalchemy import update
 
 from portal.batches import items
+from portal import events
 from portal.batches.counters import add_event, finish_if_done, lock_batch, move
 from portal.extensions import db
 from portal.models import BatchItem
@@ -53,6 +54,7 @@ def cancel(batch, user):
     batch.status = "cancelled"
     batch.finished_at = now if batch.running == 0 else None
     add_event(batch.id, user.id, "cancelled", {"items": count})
+    events.batch_cancelled.send(batch)
     return batch
 
 
@@ -130,4 +132,5 @@ def retry(batch, user, item_ids=None):
         items.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
+        events.items_retried.send(batch.id, count=len(retried), automatic=False)
     return batch, len(retried), at_limit, needs_correction

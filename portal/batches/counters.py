@@ -3,6 +3,7 @@
 Counters move only through ``move`` while the batch row is locked, in the
 same transaction as the item status change they count.
 """
+from portal import events
 from portal.batches.destinations import destination_counts
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem
@@ -41,6 +42,7 @@ def finish_if_done(batch, now=None):
         batch.finished_at = now or utcnow()
         db.session.flush()
         batch.destinations = [list(pair) for pair in destination_counts(batch)]
+        events.batch_finished.send(batch)
         return True
     return False
 

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from sqlalchemy import exists, insert
 
 from portal.batches import items
-from portal.batches.counters import add_event
+from portal.batches.counters import add_event, finish_if_done
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
@@ -228,8 +228,8 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     items.hold_tasks(batch, eligible)
     batch.total = len(rows_to_insert)
     batch.pending, batch.ignored, batch.failed = counts["pending"], counts["ignored"], counts["failed"]
-    if batch.pending == 0:
-        batch.status, batch.finished_at = "finished", now
     add_event(batch.id, user.id, "created", {"total": batch.total, "mode": mode})
     db.session.flush()
+    if batch.pending == 0:  # nothing to run: every item was ignored or failed its import
+        finish_if_done(batch, now)
     return batch

@@ -24,7 +24,7 @@ _due = (_item.c.next_attempt_at.is_(None)) | (_item.c.next_attempt_at <= bindpar
 # creator's disabled flag, read fresh in the same transaction.
 LOAD_CLAIMED = (
     select(_item.c.id, _item.c.batch_id, _item.c.task_id, _item.c.decision, _item.c.started_at,
-           _user.c.disabled.label("creator_disabled"))
+           _item.c.retry_count, _user.c.disabled.label("creator_disabled"))
     .join(_batch, _batch.c.id == _item.c.batch_id)
     .join(_user, _user.c.id == _batch.c.created_by_id)
     .where(_item.c.id == bindparam("item_id"), _item.c.status == "running",

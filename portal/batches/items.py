@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from portal.batches import item_sql
+from portal import events
 from portal.batches.counters import finish_if_done, lock_batch, move
 from portal.extensions import db
 from portal.models import BatchItem, Task
@@ -97,9 +98,11 @@ def retry_lost_run(item, message, now):
     item.error, item.error_kind = message, "unexpected"
     if item.retry_count < retry_limit():
         requeue(batch, item, now, backoff=True)
+        events.items_retried.send(batch.id, count=1, automatic=True)
     else:
         move(batch, item.status, "failed")
         item.status, item.finished_at = "failed", now
         release_task(item.task_id, batch.id)
+        events.item_at_retry_limit.send(batch.id, item_id=item.id, task_id=item.task_id)
         finish_if_done(batch, now)
     batch.progress_at = now

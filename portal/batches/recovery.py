@@ -30,6 +30,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
+from portal import events
 from portal.batches.counters import add_event, finish_if_done, lock_batch
 from portal.batches import items
 from portal.batches.runner import worker_name
@@ -129,6 +130,7 @@ def _retry_failures_of(batch_id, since, limit):
     add_event(batch.id, None, "retried", {"items": [item.id for item in failed][:1000],
                                           "count": len(failed), "automatic": True})
     db.session.commit()
+    events.items_retried.send(batch_id, count=len(failed), automatic=True)
     return len(failed)
 
 
@@ -218,6 +220,10 @@ def recover(now=None):
     retried = retry_unexpected_failures(now)
     closed = finish_drained_batches()
     restarted = restart_stalled_batches(now)
+    for kind, count in (("reclaimed", len(reclaimed)), ("retried", sum(retried.values())),
+                        ("closed", closed), ("stalled", len(restarted))):
+        if count:
+            events.recovery_acted.send(kind, count=count)
     return {"reclaimed": len(reclaimed), "retried": sum(retried.values()), "closed": closed,
             "stalled": len(restarted),
             "restart": sorted(set(reclaimed) | set(retried) | set(restarted))}

@@ -26,6 +26,7 @@ from flask_babel import force_locale
 
 from sqlalchemy.orm.attributes import set_committed_value
 
+from portal import events
 from portal.batches import item_sql, items
 from portal.batches.counters import finish_if_done, lock_batch
 from portal.extensions import db
@@ -78,11 +79,12 @@ class BatchDecision:
     action: str | None
     comment: str | None
     form: dict | None
+    node_id: int
 
     @classmethod
     def load(cls, batch_id):
         row = db.session.execute(db.select(
-            Batch.id, Batch.created_by_id, Batch.action, Batch.comment, Batch.shared_form)
+            Batch.id, Batch.created_by_id, Batch.action, Batch.comment, Batch.shared_form, Batch.node_id)
             .where(Batch.id == batch_id)).one()
         return cls(*row)
 
@@ -151,6 +153,8 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         now = utcnow()
         if status != "success":
             conn.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": item.batch_id})
+        if status == "failed" and item.retry_count >= items.retry_limit():
+            events.item_at_retry_limit.send(item.batch_id, item_id=item.id, task_id=item.task_id)
         conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, "kind": kind,
                                                "message": message, "errors": field_errors,
                                                "now": now})
@@ -165,6 +169,8 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         if next_claim is None and counters.pending == 0 and counters.running == 0:
             finish_if_done(lock_batch(item.batch_id), now)
         db.session.commit()
+        events.item_finished.send(item.batch_id, outcome=status, node_id=decision.node_id,
+                                  seconds=time.monotonic() - started)
         return next_claim
     except Exception as exc:
         db.session.rollback()
