@@ -169,7 +169,7 @@ def test_per_instance_error_workbook_ends_with_an_error_row(client, env):
     assert formulas_in(content) == []
     errors = openpyxl.load_workbook(io.BytesIO(content))
     sheet = errors[str(tasks[0].id)]
-    assert [errors.worksheets[0].title] == [str(tasks[0].id)]
+    assert [ws.title for ws in errors.worksheets[:2]] == ["Instructions", str(tasks[0].id)]
     assert sheet["B4"].value == NASTY[0] and sheet["B5"].value == -5
     assert sheet["B5"].fill.fgColor.rgb == ERROR_FILL.fgColor.rgb
     assert (sheet["A13"].value, sheet["B13"].value) == ("Taxi", 4)

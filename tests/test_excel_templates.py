@@ -11,6 +11,7 @@ from portal.excel import layout
 from portal.excel.meta import LISTS_SHEET, META_SHEET
 from portal.excel.templates import build_template
 from portal.extensions import db
+from portal.models import Node
 
 from portal.workflow import engine, visibility
 from excel_support import node_by_key as _node
@@ -80,7 +81,8 @@ def test_required_and_read_only_headers_are_marked(setup):
     fills = {cell.value: cell.fill.fgColor.rgb for cell in ws[1]}
     assert fills["Amount*"] == fills["Action*"] != fills["Note"]
     assert fills["Task ID"] == fills["Title"] not in (fills["Amount*"], fills["Note"])
-    assert ws["A1"].comment is not None and "Read-only" in ws["A1"].comment.text
+    assert ws["A1"].comment is not None and "keep it as it is" in ws["A1"].comment.text
+    assert ws["B1"].comment is not None and "Not read" in ws["B1"].comment.text
 
 
 def test_instructions_follow_the_locale_and_metadata_is_hidden(setup):
@@ -107,8 +109,8 @@ def test_per_instance_template_has_a_sheet_per_task_with_table_sections(setup):
     tasks = db.session.execute(visibility.pending_tasks_query(users["alice"], node_id=node.id)
                                .order_by("id")).scalars().all()
     book = _open(build_template(users["alice"], node, "per_instance", "en"))
-    assert [ws.title for ws in book.worksheets[:len(tasks)]] == [str(t.id) for t in tasks]
-    assert book.worksheets[len(tasks)].title == "Instructions"
+    assert book.worksheets[0].title == "Instructions" and book.active.title == "Instructions"
+    assert [ws.title for ws in book.worksheets[1:len(tasks) + 1]] == [str(t.id) for t in tasks]
     ws = book[str(tasks[0].id)]
     column_a = [ws.cell(row=r, column=1).value for r in range(1, 13)]
     assert column_a == ["Task ID", "Title", "Action*", "Comment", "Amount*", "Category*",
@@ -132,7 +134,8 @@ def test_titles_are_never_written_as_formulas(factory):
             sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/")]
             assert sheets and not any(b"<f>" in archive.read(n) or b"<f " in archive.read(n)
                                       for n in sheets)
-        title = _open(data).worksheets[0]["B2"].value
+        first_task_sheet = 0 if mode == "single" else 1  # per-instance files open on the instructions
+        title = _open(data).worksheets[first_task_sheet]["B2"].value
         assert title.startswith("=HYPERLINK")
 
 
@@ -145,8 +148,8 @@ def test_api_template_download(factory, client):
         assert response.status_code == 200
         assert response.mimetype == ("application/vnd.openxmlformats-officedocument."
                                      "spreadsheetml.sheet")
-        assert f'filename=template-node{node.id}-{mode}.xlsx' in response.headers[
-            "Content-Disposition"]
+        assert re.search(rf"filename=expense-manager-{mode}-\d{{8}}\.xlsx",
+                         response.headers["Content-Disposition"])
         assert _open(response.data)[META_SHEET] is not None
     assert client.get(f"/api/v1/nodes/{node.id}/template?mode=csv",
                       headers=headers).status_code == 400
@@ -166,3 +169,19 @@ def test_a_template_says_when_it_lists_only_part_of_the_tasks(factory, app, monk
     assert single.worksheets[0].max_row == 5
     assert "pending tasks at this node, the oldest" not in " ".join(
         str(r[0]) for r in single["Instructions"].iter_rows(values_only=True))
+
+
+def test_a_template_named_in_chinese_downloads_with_a_utf8_file_name(client, factory):
+    from portal.workflow.definitions import load_definition
+    users = factory.standard()
+    load_definition({"key": "报销", "name": "报销", "nodes": [
+        {"key": "经理审批", "name": "经理审批", "assignee": "user:alice", "fields": []}]})
+    db.session.commit()
+    factory.tasks(1, process_key="报销", starter=users["admin"])
+    node = db.session.execute(db.select(Node).where(Node.key == "经理审批")).scalar_one()
+    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
+    response = client.get(f"/api/v1/nodes/{node.id}/template?mode=single", headers=headers)
+    disposition = response.headers["Content-Disposition"]
+    assert response.status_code == 200
+    assert re.search(r"filename\*=UTF-8''%E6%8A%A5%E9%94%80-%E7%BB%8F%E7%90%86%E5%AE%A1%E6%89%B9-single-\d{8}\.xlsx",
+                     disposition), disposition

@@ -1,5 +1,6 @@
 """A whole portal workbook: the data sheet(s), instructions, hidden metadata and
-dropdown lists, in that order (single mode's data sheet is always the first)."""
+dropdown lists. Single mode's data sheet is always the first (contract section 6);
+in per-instance mode the instructions come first, so a file opens on them."""
 from flask_babel import force_locale, gettext as _
 
 from portal.excel import instructions, layout, writer
@@ -35,6 +36,9 @@ def build_workbook(node, mode, tasks, *, locale, kind="template", batch_id=None,
         lines = instructions.lines(node, mode, locale, errors=with_errors)
         lines[2:2] = [note() for note in notes]
         writer.write_instructions(workbook, title, lines)
+        if mode != "single":
+            workbook.move_sheet(title, offset=-workbook.index(workbook[title]))
+            workbook.active = 0
         writer.write_meta(workbook, meta_for(node, mode, locale, kind=kind, batch_id=batch_id,
                                              own_sheets=[title]))
         dropdowns.write_sheet(workbook)

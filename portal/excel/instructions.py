@@ -60,7 +60,8 @@ def lines(node, mode, locale, *, errors=False):
               "per file.", n=current_app.config["MAX_IMPORT_ROWS"]),
         ]
     result += [
-        _("Grey cells (task id, title) are read-only: they identify the task."),
+        _("Grey cells are the portal's: the task id identifies the task (keep it as it is); the "
+          "title is shown for reference and not read."),
         _("Action: choose %(approve)s or %(reject)s.", approve=approve, reject=reject),
         _("Labels ending with * must be filled in when you approve."),
         _("Dates: YYYY-MM-DD. Formulas are not calculated by the portal: the value Excel "

@@ -5,6 +5,9 @@ hold); a per-instance one at most MAX_TEMPLATE_SHEETS (default 1,000): a
 workbook of thousands of sheets is slow to make and to use. The instructions
 sheet says when tasks were left out.
 """
+import re
+from datetime import date
+
 from flask import current_app
 from flask_babel import gettext as _
 
@@ -55,6 +58,14 @@ def build_template(user, node, mode, locale):
     return build_workbook(node, mode, tasks, locale=locale, notes=notes)
 
 
-def template_filename(node, mode):
-    """Built from ids only: nothing a user typed reaches the download header."""
-    return f"template-node{node.id}-{mode}.xlsx"
+_UNSAFE_IN_NAME = re.compile(r"[^\w.-]+")
+
+
+def template_filename(node, mode, today=None):
+    """``<process>-<node>-<mode>-<date>.xlsx`` from the keys an admin loaded (BPMN ids), with anything
+    but letters, digits, ``.``, ``-`` and ``_`` replaced; never from what the downloading user sent.
+    Non-ASCII keys reach the browser through ``filename*`` (UTF-8), which Flask's send_file writes."""
+    def part(text):
+        return _UNSAFE_IN_NAME.sub("_", text).strip("._")[:60] or "x"
+    today = today or date.today()
+    return f"{part(node.process.key)}-{part(node.key)}-{mode}-{today:%Y%m%d}.xlsx"

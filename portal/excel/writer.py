@@ -187,9 +187,11 @@ def _single_header(ws, slots, with_errors):
     header = []
     for slot in slots:
         head = cell(ws, slot.label, fill=header_fill(slot), font=BOLD)
-        if slot.read_only:
-            head.comment = Comment(_("Read-only: identifies the task. Do not change it."),
-                                   "portal")
+        if slot.key == "task_id":
+            head.comment = Comment(_("Identifies the task: keep it as it is. Delete the whole row "
+                                     "to leave a task out."), "portal")
+        elif slot.read_only:
+            head.comment = Comment(_("Not read: shown for your reference."), "portal")
         header.append(head)
     if with_errors:
         header.append(cell(ws, layout.ERROR_HEADER, fill=ERROR_FILL, font=BOLD))

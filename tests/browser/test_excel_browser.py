@@ -57,7 +57,7 @@ def test_template_upload_preview_confirm_and_error_workbook(page, factory, langu
         page.click(f"form[data-language={language}] [type=submit]")
 
     name, template = _download(page, "#template-single")
-    assert name == f"template-node{node_id}-single.xlsx"
+    assert re.fullmatch(r"expense-manager-single-\d{8}\.xlsx", name), name
     book = openpyxl.load_workbook(io.BytesIO(template))
     ws = book.worksheets[0]
     assert [ws.cell(row=r, column=1).value for r in range(2, 5)] == task_ids
