@@ -109,7 +109,7 @@ def test_failed_and_ignored_items_are_classified_and_unlock_tasks(factory):
     runner.run_inline(batch.id)
     items = {i.task_id: i for i in db.session.execute(db.select(BatchItem)).scalars()}
     assert items[tasks[0].id].status == "failed" and items[tasks[0].id].error_kind == "validation"
-    assert "amount" in items[tasks[0].id].error
+    assert "Amount: Enter a number; Category: This field is required" == items[tasks[0].id].error
     assert items[tasks[1].id].status == "ignored" and items[tasks[1].id].error_kind == "suspended"
     assert items[tasks[2].id].status == "success"
     db.session.refresh(batch)
@@ -234,3 +234,19 @@ def test_the_lane_that_ends_a_batch_refreshes_its_and_its_sources_error_workbook
     assert db.session.get(Batch, correction.id).status == "finished"
     assert queued == [(dispatch.ERROR_FILE_JOB, (correction.id,)),
                       (dispatch.ERROR_FILE_JOB, (source.id,))]
+
+
+def test_a_finished_batch_has_a_finished_entry_in_its_audit_log(client, factory):
+    from support import login
+    from portal.models import BatchEvent
+    users = factory.standard(tasks=2)
+    tasks = db.session.execute(db.select(Task).order_by(Task.id)).scalars().all()
+    batch = factory.batch(users["alice"], tasks)
+    runner.run_inline(batch.id)
+    events = db.session.execute(db.select(BatchEvent.action, BatchEvent.detail)
+                                .where(BatchEvent.batch_id == batch.id).order_by(BatchEvent.id)).all()
+    assert [action for action, _detail in events] == ["created", "finished"]
+    assert events[1][1] == {"success": 2, "failed": 0, "ignored": 0, "cancelled": 0}
+    login(client, "alice")
+    page = client.get(f"/batches/{batch.id}").get_data(as_text=True)
+    assert "Finished" in page and "2 succeeded, 0 failed, 0 ignored" in page

@@ -42,6 +42,8 @@ def finish_if_done(batch, now=None):
         batch.finished_at = now or utcnow()
         db.session.flush()
         batch.destinations = [list(pair) for pair in destination_counts(batch)]
+        add_event(batch.id, None, "finished", {"success": batch.success, "failed": batch.failed,
+                                               "ignored": batch.ignored, "cancelled": batch.cancelled})
         events.batch_finished.send(batch)
         return True
     return False

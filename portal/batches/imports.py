@@ -131,7 +131,8 @@ def preview(checked, skipped):
     return {"valid": sum(1 for c in checked if c.valid), "invalid": invalid, "skipped": skipped}
 
 
-def _labels(node):
+def field_labels(node):
+    """{field key: label} of a node's fields as its forms and templates show them."""
     labels = {slot.key: layout.strip_mark(slot.label) for slot in layout.node_slots(node)}
     labels.update({t["key"]: t.get("label", t["key"]) for t in layout.table_fields(node)})
     labels["sheet"] = _("Sheet")
@@ -139,12 +140,13 @@ def _labels(node):
 
 
 def error_summary(errors, labels):
-    return "; ".join(f"{labels.get(key, key)}: {message}" for key, message in errors.items())
+    """One line naming each faulty field by its label: ``Amount: Must be at least 0; Category: ...``."""
+    return "; ".join(f"{labels.get(key, key)}: {str(message).rstrip('.。')}" for key, message in errors.items())
 
 
 def batch_rows(node, checked):
     """(task ids in file order, create_batch rows) of the entries that name a task."""
-    labels, task_ids, rows = _labels(node), [], {}
+    labels, task_ids, rows = field_labels(node), [], {}
     for item in checked:
         if not item.importable:
             continue

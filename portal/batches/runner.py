@@ -28,9 +28,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
 from portal.batches import item_sql, items
+from portal.batches.imports import error_summary, field_labels
 from portal.batches.counters import finish_if_done, lock_batch
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, User
+from portal.models import Batch, BatchItem, BatchItemAttempt, Node, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
 from portal.errors import Conflict, NotFound, UserError, ValidationFailed, reason_message
@@ -113,13 +114,10 @@ def _apply(item, decision):
         except (NotFound, Conflict) as exc:
             return "ignored", exc.reason, reason_message(exc.reason, exc.message), None
         except ValidationFailed as exc:
-            return "failed", "validation", _field_message(exc.errors), exc.errors
+            node = db.session.get(Node, decision.node_id)
+            return "failed", "validation", error_summary(exc.errors, field_labels(node)), exc.errors
         except UserError as exc:
             return "failed", "user", exc.message, None
-
-
-def _field_message(errors):
-    return "; ".join(f"{key}: {message}" for key, message in errors.items())
 
 
 def _claim_after(conn, batch_id, counters, now):

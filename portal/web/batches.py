@@ -50,6 +50,7 @@ REASON_LABELS = {
 EVENT_LABELS = {
     "created": _l("Created"), "paused": _l("Paused"), "resumed": _l("Resumed"),
     "cancelled": _l("Cancelled"), "retried": _l("Retried"), "corrected": _l("Corrected"),
+    "finished": _l("Finished"),
 }
 
 
@@ -69,6 +70,9 @@ def event_summary(event):
         return ngettext("%(num)s item", "%(num)s items", detail["total"])
     if event.action == "retried" and isinstance(detail.get("count"), int):
         return ngettext("%(num)s item", "%(num)s items", detail["count"])
+    if event.action == "finished" and all(isinstance(detail.get(k), int) for k in ("success", "failed")):
+        return _("%(success)s succeeded, %(failed)s failed, %(ignored)s ignored",
+                 success=detail["success"], failed=detail["failed"], ignored=detail.get("ignored") or 0)
     if event.action == "cancelled" and isinstance(detail.get("items"), int):
         return ngettext("%(num)s pending item stopped", "%(num)s pending items stopped",
                         detail["items"])
@@ -128,9 +132,15 @@ def _submitted_form(node, values):
     return data
 
 
+def _previewing():
+    """A POST from My tasks that only carries a selection (too many ids for a URL):
+    it shows the batch form like a GET; nothing is created."""
+    return request.method == "POST" and request.form.get("preview") == "1"
+
+
 def _render_new(selection, task_ids, errors=None, status=200):
     preview = creation.preview(current_user, selection.node, task_ids) if task_ids else None
-    values = request.form if request.method == "POST" else {}
+    values = request.form if request.method == "POST" and not _previewing() else {}
     return render_template(
         "batches/new.html", selection=selection, task_ids=task_ids, preview=preview,
         reason_labels=REASON_LABELS, errors=errors or {}, values=values,
@@ -146,7 +156,7 @@ def new():
         task_ids = selection.task_ids(current_user)
     except ValidationFailed as exc:
         return _render_new(selection, [], exc.errors, 400)
-    if request.method == "GET":
+    if request.method == "GET" or _previewing():
         return _render_new(selection, task_ids)
     decision = {"action": values.get("action"), "comment": values.get("comment", ""),
                 "form": _submitted_form(selection.node, values)}
@@ -209,6 +219,7 @@ def show(batch_id):
     page = listing.items_page(batch, status_filter, **_cursor_args())
     return render_template(
         "batches/show.html", **_page_context(batch), page=page, status_filter=status_filter,
+        first_item_id=listing.first_item_id(batch.id),
         retry_all_count=control.retry_all_count(batch),
         item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
