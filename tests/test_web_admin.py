@@ -197,3 +197,15 @@ def test_health_page_lists_a_running_worker(client, factory, workers):
     page = client.get("/admin/health").get_data(as_text=True)
     assert "No worker is running" not in page
     assert re.search(r"1 worker<", page)
+
+
+def test_an_instance_opened_from_admin_instances_leads_back_there(client, factory):
+    users = factory.standard(tasks=1)
+    login(client, "admin")
+    listing = client.get("/admin/instances").get_data(as_text=True)
+    link = re.search(r'href="(/instances/\d+\?via=admin)"', listing).group(1)
+    page = client.get(link).get_data(as_text=True)
+    breadcrumb = re.search(r'<ol class="breadcrumb">.*?</ol>', page, re.S).group(0)
+    assert 'href="/admin/instances"' in breadcrumb and "My tasks" not in breadcrumb
+    plain = client.get(link.split("?")[0]).get_data(as_text=True)
+    assert "My tasks" in re.search(r'<ol class="breadcrumb">.*?</ol>', plain, re.S).group(0)
