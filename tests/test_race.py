@@ -5,17 +5,23 @@ moment: each thread has its own app context, hence its own session and
 database connection, and a barrier starts them together. Exactly one commits;
 the other finds the task done (409). The race is repeated so that a broken
 row lock (PostgreSQL ``FOR UPDATE``, SQLite ``BEGIN IMMEDIATE``) would show.
+
+The two branches of a BPMN parallel split race the same way: two users approve
+their own task of one instance at the same moment, and the instance's engine
+state must take both decisions in turn so that the join fires exactly once.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bpmn_support import end, flow, gateway, process_xml, user_task
 from support import GOOD_FORM
 from portal.batches import runner
 from portal.extensions import db
-from portal.models import Batch, BatchItem, History, Task, User
-from portal.workflow import engine
+from portal.models import Batch, BatchItem, History, Instance, Task, User
+from portal.workflow import engine, runtime
+from portal.workflow.definitions import load_process_file
 from portal.errors import Conflict
 
 ROUNDS = 20
@@ -149,3 +155,53 @@ def test_two_batches_racing_for_the_same_tasks_approve_each_once(app, factory, u
         BatchItem.status == "success")).scalar()
     assert successes == rounds * per_round
     assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 2 * rounds
+
+
+SPLIT = process_xml("split", (
+    user_task("first", "alice") + gateway("parallelGateway", "fork")
+    + user_task("left", "bob") + user_task("right", "carol")
+    + gateway("parallelGateway", "join") + user_task("after", "alice") + end("done")
+    + flow("f0", "start", "first") + flow("f1", "first", "fork")
+    + flow("f2", "fork", "left") + flow("f3", "fork", "right")
+    + flow("f4", "left", "join") + flow("f5", "right", "join") + flow("f6", "join", "after")
+    + flow("f7", "after", "done")))
+
+
+def _branch_task_ids(users, count):
+    """(left task id, right task id) of ``count`` instances of SPLIT, each past its first task."""
+    load_process_file("split.bpmn", SPLIT)
+    db.session.commit()
+    pairs = []
+    for i in range(count):
+        instance = engine.start_instance("split", f"Split {i}", {}, users["admin"])
+        engine.decide(instance.tasks[0].id, users["alice"], "approve")
+        db.session.flush()
+        pending = {t.node.key: t.id for t in instance.tasks if t.status == "pending"}
+        assert sorted(pending) == ["left", "right"]
+        pairs.append((pending["left"], pending["right"]))
+    db.session.commit()  # the racers must find no open transaction of ours
+    return pairs
+
+
+def test_the_two_branches_of_a_parallel_split_approved_at_once_join_once(app, users):
+    for left_id, right_id in _branch_task_ids(users, ROUNDS):
+        outcomes = _race(_decide_as(app, "bob", left_id), _decide_as(app, "carol", right_id))
+        assert outcomes == ["approved", "approved"]
+        db.session.expire_all()
+        left, right = db.session.get(Task, left_id), db.session.get(Task, right_id)
+        assert [(t.status, t.completed_by.username) for t in (left, right)] == [
+            ("done", "bob"), ("done", "carol")]
+        assert _approvals_of(left_id) == [users["bob"].id]
+        assert _approvals_of(right_id) == [users["carol"].id]
+        instance = db.session.get(Instance, left.instance_id)
+        rows = [(t.node.key, t.status) for t in instance.tasks]
+        assert sorted(rows) == [("after", "pending"), ("first", "done"), ("left", "done"),
+                                ("right", "done")], rows
+        # The engine's state agrees: the join fired once and only `after` waits, as that row.
+        workflow = runtime.restore(instance.process.bpmn, instance.state)
+        ready = runtime.ready_user_tasks(workflow)
+        assert [runtime.node_key(task) for task in ready] == ["after"]
+        after = next(t for t in instance.tasks if t.node.key == "after")
+        assert after.engine_task_id == str(ready[0].id)
+        assert instance.status == "running"
+        db.session.commit()  # end our read transaction before the next race
