@@ -44,3 +44,16 @@ def test_a_next_page_still_wins_over_the_home(client, users):
     response = client.post("/login?next=/batches", data={
         "username": "sam", "password": "password-123", "csrf_token": token})
     assert response.headers["Location"] == "/batches"
+
+
+def test_recovery_lists_its_own_actions_not_batches_that_simply_finished(factory, users):
+    from portal.batches import attention, runner
+    from portal.models import BatchEvent
+    tasks = factory.tasks(1, starter=users["admin"])
+    batch = factory.batch(users["alice"], tasks)
+    runner.run_inline(batch.id)
+    db.session.add(BatchEvent(batch_id=batch.id, user_id=None, action="retried",
+                              detail={"count": 1, "automatic": True}))
+    db.session.commit()
+    recovered = attention.overview()["recovered"]
+    assert [event.action for event in recovered] == ["retried"]

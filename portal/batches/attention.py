@@ -45,7 +45,8 @@ def overview(now=None):
                                        BatchItem.finished_at >= since)
             .order_by(BatchItem.finished_at.desc()).limit(SHOWN)).scalars().all(),
         "recovered": db.session.execute(
-            db.select(BatchEvent).where(BatchEvent.user_id.is_(None),
+            # Recovery's own actions: events without a person, but not a batch simply finishing.
+            db.select(BatchEvent).where(BatchEvent.user_id.is_(None), BatchEvent.action != "finished",
                                         BatchEvent.created_at >= since)
             .order_by(BatchEvent.id.desc()).limit(SHOWN)).scalars().all(),
     }

@@ -68,6 +68,20 @@ def _item_id_bounds(batch_id):
     return (min(found), max(found)) if found else None
 
 
+def first_item_id(batch_id):
+    """The id of the batch's first item, or None when it has none.
+
+    A batch's items are inserted together, in the order chosen, so an item's row in
+    the batch is ``id - first_item_id + 1`` (what the pages show as
+    "B20261130-000006 #3"). One min per status, as in ``_item_id_bounds``.
+    """
+    firsts = [db.select(db.func.min(BatchItem.id))
+              .where(BatchItem.batch_id == batch_id, BatchItem.status == status).scalar_subquery()
+              for status in ITEM_STATUSES]
+    found = [value for value in db.session.execute(db.select(*firsts)).one() if value is not None]
+    return min(found) if found else None
+
+
 def items_page(batch, status_filter=None, *, after=None, before=None):
     """One page of the batch's items, optionally of one ``ITEM_FILTERS`` group.
 

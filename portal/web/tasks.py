@@ -97,6 +97,7 @@ def index():
         filters=filters,
         processes=_processes(all_counts), counts=counts, process_key=process_key,
         node_id=node_id, selected_node=selected_node, title_query=title_query,
+        max_selection=current_app.config["MAX_IMPORT_ROWS"],
         awaiting_signature=listing.awaiting_signature(current_user, PAGE_SIZE))
 
 
