@@ -61,9 +61,12 @@ def claim_next(batch_id):
     """Claim one item in its own transaction (the first of a lane's slice),
     starting the batch if it was pending."""
     try:
-        now = utcnow()
         conn = db.session.connection()
-        counters = conn.execute(item_sql.OPEN_BATCH, {"batch_id": batch_id, "now": now}).one_or_none()
+        counters = conn.execute(item_sql.OPEN_BATCH, {"batch_id": batch_id, "now": utcnow()}).one_or_none()
+        # The claim's time is read once this transaction holds the batch row (PostgreSQL) or the
+        # write lock (SQLite): a time read before waiting for them could precede another
+        # worker's finish that the counters already reflect, and the lease would start early.
+        now = utcnow()
         claim = _claim_after(conn, batch_id, counters, now) if counters is not None else None
         db.session.commit()
         return claim
