@@ -18,6 +18,9 @@ def create_app(overrides=None):
     _configure_rate_limit_storage(app)
     _trust_proxy_headers(app)
 
+    from portal import logs
+    logs.init_app(app)  # first: whatever logs while the app is built goes through it
+
     from portal import extensions
     extensions.init_app(app)
 
@@ -31,6 +34,9 @@ def create_app(overrides=None):
 
     from portal.api import bp as api_bp
     app.register_blueprint(api_bp)
+
+    from portal import metrics
+    metrics.init_app(app)  # /metrics, the RQ dashboard, and the counters' receivers
 
     from portal.cli import register_cli
     register_cli(app)

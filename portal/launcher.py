@@ -43,6 +43,9 @@ def run_all_command(port):
     from portal.queueing import redis_url_for
 
     upgrade()
+    # Metric files of the previous run would keep adding to this run's counters.
+    from portal.metrics import clear_multiprocess_dir
+    clear_multiprocess_dir(current_app)
     if db.session.execute(db.select(db.func.count(User.id))).scalar() == 0:
         load_demo()
         db.session.commit()
