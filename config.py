@@ -117,6 +117,8 @@ class Config:
             MAIL_PASSWORD=os.environ.get("MAIL_PASSWORD") or "",
             MAIL_USE_TLS=_bool_env("MAIL_USE_TLS"),
             MAIL_SENDER=os.environ.get("MAIL_SENDER") or "portal@localhost",
+            # The portal's address as people reach it, for links in e-mails (e.g. https://portal.example.com).
+            PORTAL_URL=os.environ.get("PORTAL_URL") or "",
             # Webhooks: each delivery's time limit and how many attempts before it is given up.
             WEBHOOK_TIMEOUT_SECONDS=_int_env("WEBHOOK_TIMEOUT_SECONDS", 10),
             WEBHOOK_MAX_ATTEMPTS=_int_env("WEBHOOK_MAX_ATTEMPTS", 5),

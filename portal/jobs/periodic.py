@@ -1,11 +1,12 @@
 """Periodic jobs: the list ``flask --app app scheduler`` keeps registered, and
-the jobs themselves. Each one is idempotent, so a second scheduler or a late
+the jobs themselves (recovery of batches, and of completion notices' deliveries). Each one is idempotent, so a second scheduler or a late
 duplicate run does no harm."""
 import logging
 
 from portal.batches import dispatch, recovery
 from portal.extensions import db
 from portal.models import Batch
+from portal.notices.jobs import sweep_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def recover_batches():
         lanes = dispatch.lanes_for(batch) if batch is not None else 0
         if lanes:
             dispatch.enqueue_lanes(batch_id, lanes)
+    db.session.rollback()
+    # Completion notices whose delivery job was lost (Redis down when they were enqueued) go
+    # out again: the same safety net, on the same beat.
+    result["notice_deliveries"] = sweep_deliveries()
     db.session.rollback()
     log.info("recovery: %s", result)
     return result

@@ -5,3 +5,5 @@ from portal.models.workflow import (  # noqa: F401
 from portal.models.batches import (  # noqa: F401
     Batch, BatchEvent, BatchFile, BatchItem, BatchItemAttempt)
 from portal.models.uploads import PendingUpload  # noqa: F401
+from portal.models.notices import (  # noqa: F401
+    Notice, NoticeDelivery, NoticeDeliveryAttempt, NoticePreference, WebhookEndpoint)

@@ -36,6 +36,8 @@ def register_blueprints(app):
     from portal.web import admin, auth, batches, diagrams, imports, tasks
     for module in (auth, tasks, batches, imports, admin, diagrams):
         app.register_blueprint(module.bp)
+    from portal import notices
+    notices.init_app(app)
 
     @app.context_processor
     def _locale():
