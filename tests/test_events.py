@@ -54,8 +54,8 @@ def test_cancel_and_a_manual_retry_are_sent(factory):
     assert [(sender, kw) for sender, kw in retried] == [(user_error.id, {"count": 1, "automatic": False})]
 
 
-def test_the_last_failure_at_the_retry_limit_is_sent(app, factory):
-    app.config["BATCH_RETRY_LIMIT"] = 1
+def test_the_last_failure_at_the_retry_limit_is_sent(app, factory, monkeypatch):
+    monkeypatch.setitem(app.config, "BATCH_RETRY_LIMIT", 1)
     users = factory.standard()
     users["alice"].disabled = True
     db.session.commit()

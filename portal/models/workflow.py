@@ -53,8 +53,8 @@ class Node(db.Model):
     assignee: Mapped[str] = mapped_column(String(120))
     fields: Mapped[list] = mapped_column(JSON, default=list)
     # With assignee "candidates": anyone named here or holding one of these roles may act.
-    candidate_users: Mapped[list] = mapped_column(JSON, default=list)
-    candidate_groups: Mapped[list] = mapped_column(JSON, default=list)
+    candidate_users: Mapped[list | None] = mapped_column(JSON, default=list)
+    candidate_groups: Mapped[list | None] = mapped_column(JSON, default=list)
     # 会签: {"collection", "element_variable", "sequential", "completion_condition"} or None.
     multi_instance: Mapped[dict | None] = mapped_column(JSON)
     # Whether the diagram routes a reject from here (a flow condition reads ``action``); if not,
