@@ -51,23 +51,54 @@ def bench_app(kind="sqlite"):
     return app
 
 
-def bulk_tasks(node, count, title="Bench"):
-    """Insert ``count`` running instances with a pending task at ``node`` (Core, fast)."""
+def engine_position(node, variables=None, values=None):
+    """Where bench instances at ``node`` stand on the engine, worked out once for all of them.
+
+    Returns ``(state, engine_task_id, assignee columns, variables)``: the serialized state of one workflow of
+    the node's process run up to ``node`` (earlier user tasks approved with the form ``values``, as the
+    migration onto the engine does for running instances), the id of its ready task at ``node``, the Task
+    columns naming its assignee and the variables that task sees (what ``Instance.data`` holds by then).
+    Every bench instance at the node may share the state and the task id: engine task ids need to be unique
+    within one workflow only.
+    """
+    from portal.workflow import runtime
+    from portal.workflow.engine_sync import assignee_columns
+    bpmn = node.process.bpmn
+    workflow = runtime.new_workflow(bpmn, dict(variables or {}))
+    for _step in range(100):  # a bound: approving every step of a loop would never reach the node
+        ready = runtime.ready_user_tasks(workflow)
+        here = [task for task in ready if runtime.node_key(task) == node.key]
+        if here:
+            task = here[0]
+            return (runtime.dump(workflow), str(task.id),
+                    assignee_columns(node, runtime.variables_of(task)), dict(runtime.variables_of(task)))
+        if not ready:
+            break
+        runtime.complete(workflow, str(ready[0].id), "approve", dict(values or {}))
+    raise ValueError(f"approving every step with {values!r} does not reach node {node.key!r}")
+
+
+def bulk_tasks(node, count, title="Bench", *, variables=None, values=None):
+    """Insert ``count`` running instances with a pending task at ``node`` (Core, fast).
+
+    The engine runs once (``engine_position``); every instance gets its state and every task its task id.
+    ``variables`` are the start data, ``values`` the form values that approve the nodes before ``node``.
+    """
     from sqlalchemy import insert
     from portal.extensions import db
     from portal.models import Instance, Task, User
     from portal.models.base import utcnow
-    from portal.workflow.engine import _resolve_assignee
+    state, engine_task_id, assignee, data = engine_position(node, variables, values)
     now = utcnow()
     first = db.session.execute(db.select(db.func.coalesce(db.func.max(Instance.id), 0))).scalar() + 1
     admin = db.session.execute(db.select(User.id).limit(1)).scalar()
     db.session.execute(insert(Instance), [
-        {"id": first + i, "process_id": node.process_id, "title": f"{title} {i}", "data": {},
-         "status": "running", "suspended": False, "created_by_id": admin, "created_at": now,
-         "updated_at": now} for i in range(count)])
-    assignee = _resolve_assignee(node)
+        {"id": first + i, "process_id": node.process_id, "title": f"{title} {i}", "data": data,
+         "state": state, "status": "running", "suspended": False, "created_by_id": admin,
+         "created_at": now, "updated_at": now} for i in range(count)])
     db.session.execute(insert(Task), [
-        dict(instance_id=first + i, node_id=node.id, status="pending", created_at=now, **assignee)
+        dict(instance_id=first + i, node_id=node.id, status="pending", engine_task_id=engine_task_id,
+             created_at=now, **assignee)
         for i in range(count)])
     db.session.commit()
     if db.engine.dialect.name == "postgresql":  # explicit ids above: move the sequence on
