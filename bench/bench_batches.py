@@ -1,6 +1,6 @@
 """Throughput of the batch engine against two baselines on the same database.
 
-    .venv/bin/python bench/bench_batches.py [--db sqlite|postgres] [--items 10000]
+    .venv/bin/python bench/bench_batches.py [--db sqlite|postgres] [--items 10000] [--process expense|gateway]
 
 1. floor: a bare loop calling the same approve service, one transaction per task, in this process;
 2. the batch engine: one batch run by 2 real RQ worker processes (default concurrency 5);
@@ -9,6 +9,10 @@ plus the time to create a 20,000-item batch. Prints items/s and the ratios.
 
 The machine is shared and noisy, so floor and engine are measured in turns,
 --rounds times on fresh tasks, and the median ratio is the figure to report.
+
+--process expense (the default) batches the JSON demo process's first node; --process gateway a BPMN file
+whose first user task is followed by an exclusive gateway on a form value (review, then director when
+amount > 10000, else clerk), so every decision also evaluates a condition and opens the chosen branch's task.
 """
 import argparse
 import os
@@ -21,6 +25,49 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.setup import WorkerPool, bench_app, bulk_tasks  # noqa: E402
 
 FORM = {"amount": 10, "category": "Travel"}
+
+# review -> exclusive gateway on the review form's amount -> director | clerk; both end the process.
+GATEWAY_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    id="Definitions_bench_gateway" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="bench_gateway" name="Bench: review, then director or clerk" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="to_review" sourceRef="start" targetRef="review"/>
+    <bpmn:userTask id="review" name="Review" camunda:assignee="alice">
+      <bpmn:extensionElements><camunda:formData>
+        <camunda:formField id="amount" label="Amount" type="double">
+          <camunda:validation><camunda:constraint name="required"/><camunda:constraint name="min" config="0"/>
+          </camunda:validation>
+        </camunda:formField>
+        <camunda:formField id="category" label="Category" type="enum">
+          <camunda:validation><camunda:constraint name="required"/></camunda:validation>
+          <camunda:value id="travel" name="Travel"/><camunda:value id="meals" name="Meals"/>
+        </camunda:formField>
+      </camunda:formData></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="to_amount" sourceRef="review" targetRef="amount_gateway"/>
+    <bpmn:exclusiveGateway id="amount_gateway" name="Over 10,000?" default="to_clerk"/>
+    <bpmn:sequenceFlow id="to_director" sourceRef="amount_gateway" targetRef="director">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${amount &gt; 10000}</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="to_clerk" sourceRef="amount_gateway" targetRef="clerk"/>
+    <bpmn:userTask id="director" name="Director" camunda:candidateGroups="director"/>
+    <bpmn:userTask id="clerk" name="Clerk" camunda:candidateGroups="clerk"/>
+    <bpmn:sequenceFlow id="director_done" sourceRef="director" targetRef="end_director"/>
+    <bpmn:sequenceFlow id="clerk_done" sourceRef="clerk" targetRef="end_clerk"/>
+    <bpmn:endEvent id="end_director"/>
+    <bpmn:endEvent id="end_clerk"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+# Over 10,000: the gateway sends every item to the director.
+GATEWAY_FORM = {"amount": 12500, "category": "Travel"}
+
+
+def _load():
+    # The machine may be shared: the load says how much of it the measurements had.
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _wait(predicate, timeout=1800):
@@ -35,24 +82,24 @@ def _wait(predicate, timeout=1800):
     raise RuntimeError("timed out")
 
 
-def floor(user, node, items):
+def floor(user, node, items, form=FORM):
     from portal.extensions import db
     from portal.workflow.engine import decide
     ids = bulk_tasks(node, items, "Floor")
     start = time.perf_counter()
     for task_id in ids:
-        decide(task_id, user, "approve", "bench", FORM)
+        decide(task_id, user, "approve", "bench", form)
         db.session.commit()
     return items / (time.perf_counter() - start)
 
 
-def batch_engine(user, node, items, redis, workers=2):
+def batch_engine(user, node, items, redis, workers=2, form=FORM):
     from portal.batches import creation, dispatch
     from portal.extensions import db
     from portal.models import Batch
     ids = bulk_tasks(node, items, "Batch")
     batch = creation.create_batch(user, node, task_ids=ids, action="approve", comment="bench",
-                                  form=FORM)
+                                  form=form)
     db.session.commit()
     pool = WorkerPool(workers)
     try:
@@ -67,7 +114,7 @@ def batch_engine(user, node, items, redis, workers=2):
     return items / seconds
 
 
-def naive(user, node, items, redis):
+def naive(user, node, items, redis, form=FORM):
     from portal.extensions import db
     from portal.models import History
     from portal.queueing import get_queue
@@ -82,7 +129,7 @@ def naive(user, node, items, redis):
         started = time.perf_counter()
         with redis.pipeline() as pipe:
             for task_id in ids:
-                queue.enqueue("bench.naive_jobs.approve_one", task_id, user.id, FORM,
+                queue.enqueue("bench.naive_jobs.approve_one", task_id, user.id, form,
                               result_ttl=0, pipeline=pipe)
             pipe.execute()
         _wait(lambda: db.session.execute(db.select(db.func.count(History.id)).where(
@@ -93,12 +140,12 @@ def naive(user, node, items, redis):
     return items / seconds
 
 
-def creation_time(user, node, items=20000):
+def creation_time(user, node, items=20000, form=FORM):
     from portal.batches import creation
     from portal.extensions import db
     ids = bulk_tasks(node, items, "Create")
     started = time.perf_counter()
-    creation.create_batch(user, node, task_ids=ids, action="approve", form=FORM)
+    creation.create_batch(user, node, task_ids=ids, action="approve", form=form)
     db.session.commit()
     return time.perf_counter() - started
 
@@ -112,6 +159,11 @@ def main():
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the engine")
     parser.add_argument("--rounds", type=int, default=3, help="floor and engine measured in turns")
+    parser.add_argument("--process", choices=("expense", "gateway"), default="expense",
+                        help="the JSON demo process, or a BPMN file with an exclusive gateway after its first"
+                             " task")
+    parser.add_argument("--create-items", type=int, default=20000,
+                        help="items of the batch whose creation is timed")
     args = parser.parse_args()
     app = bench_app(args.db)
     with app.app_context():
@@ -120,17 +172,24 @@ def main():
         from portal.extensions import db
         from portal.models import Node
         from portal.queueing import get_redis
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.definitions import load_bpmn_definition, load_definition
         user = create_user("alice", "password-123")
-        load_definition(EXPENSE)
+        if args.process == "gateway":
+            process, _created = load_bpmn_definition(GATEWAY_BPMN.encode("utf-8"))
+            form, node_key = GATEWAY_FORM, "review"
+        else:
+            process, _created = load_definition(EXPENSE)
+            form, node_key = FORM, "manager"
         db.session.commit()
-        node = db.session.execute(db.select(Node).where(Node.key == "manager")).scalar_one()
+        node = db.session.execute(db.select(Node).where(
+            Node.process_id == process.id, Node.key == node_key)).scalar_one()
         redis = get_redis()
-        print(f"database: {db.engine.dialect.name}, items: {args.items}, workers: {args.workers}")
+        print(f"database: {db.engine.dialect.name}, process: {args.process}, items: {args.items},"
+              f" workers: {args.workers}, {os.cpu_count()} cores, load average {_load()}")
         ratios, batch_rates = [], []
         for round_number in range(1, args.rounds + 1):
-            floor_rate = floor(user, node, args.items)
-            batch_rate = batch_engine(user, node, args.items, redis, args.workers)
+            floor_rate = floor(user, node, args.items, form)
+            batch_rate = batch_engine(user, node, args.items, redis, args.workers, form)
             ratios.append(batch_rate / floor_rate)
             batch_rates.append(batch_rate)
             print(f"round {round_number}: floor (bare loop, 1 process) {floor_rate:7.1f} items/s,"
@@ -139,13 +198,14 @@ def main():
         print(f"batch engine / floor, median of {args.rounds}: {statistics.median(ratios):.2f}"
               f"  (lowest {min(ratios):.2f})")
         if not args.skip_naive:
-            naive_rate = naive(user, node, args.naive_items, redis)
+            naive_rate = naive(user, node, args.naive_items, redis, form)
             print(f"one RQ job per item (2 workers):     {naive_rate:8.1f} items/s"
                   f"   ({args.naive_items} items)"
                   f"\n  batch engine (median round) = {statistics.median(batch_rates) / naive_rate:.1f}"
                   f" x one job per item")
-        seconds = creation_time(user, node)
-        print(f"create a 20,000-item batch:          {seconds:8.2f} s")
+        seconds = creation_time(user, node, args.create_items, form)
+        print(f"create a {args.create_items:,}-item batch:          {seconds:8.2f} s")
+        print(f"load average at the end: {_load()}")
 
 
 if __name__ == "__main__":

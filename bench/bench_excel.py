@@ -47,21 +47,28 @@ def make_app(workdir):
 
 
 def add_tasks(node, user, count, title):
-    """``count`` running instances with a pending task for ``user`` at ``node`` (Core inserts)."""
+    """``count`` running instances with a pending task for ``user`` at ``node`` (Core inserts).
+
+    The engine runs once for the node (``bench.setup.engine_position``): every instance shares its state and
+    every task its engine task id. The task is ``user``'s whatever the node's assignee, so that two users
+    each get their own tasks at the one node.
+    """
     from sqlalchemy import insert
+    from bench.setup import engine_position
     from portal.extensions import db
     from portal.models import Instance, Task
     from portal.models.base import utcnow
+    state, engine_task_id, _assignee, data = engine_position(node)
     now = utcnow()
     first = db.session.execute(
         db.select(db.func.coalesce(db.func.max(Instance.id), 0))).scalar() + 1
     db.session.execute(insert(Instance), [
-        {"id": first + i, "process_id": node.process_id, "title": f"{title} {i}", "data": {},
-         "status": "running", "suspended": False, "created_by_id": user.id, "created_at": now,
-         "updated_at": now} for i in range(count)])
+        {"id": first + i, "process_id": node.process_id, "title": f"{title} {i}", "data": data,
+         "state": state, "status": "running", "suspended": False, "created_by_id": user.id,
+         "created_at": now, "updated_at": now} for i in range(count)])
     db.session.execute(insert(Task), [
         {"instance_id": first + i, "node_id": node.id, "status": "pending", "created_at": now,
-         "assignee_user_id": user.id} for i in range(count)])
+         "engine_task_id": engine_task_id, "assignee_user_id": user.id} for i in range(count)])
     db.session.commit()
     return list(db.session.execute(db.select(Task.id).where(
         Task.assignee_user_id == user.id, Task.instance_id >= first).order_by(Task.id)).scalars())
