@@ -6,6 +6,7 @@ workers it starts, applies the migrations and returns the app.
 """
 import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,8 @@ def bench_app(kind="sqlite"):
     from sqlalchemy.engine import make_url
 
     workdir = tempfile.mkdtemp(prefix="portal-bench-")
+    # Registered first, so it runs last: after the embedded Redis has stopped.
+    atexit.register(shutil.rmtree, workdir, True)
     os.environ["PORTAL_INSTANCE_PATH"] = os.path.join(workdir, "instance")
     os.environ.setdefault("SECRET_KEY", "bench")
     if kind == "postgres":
