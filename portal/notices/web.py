@@ -189,14 +189,19 @@ def save_channels():
             preferences.save_preference(current_user, form.email_enabled.data,
                                         form.email_address.data, form.webhook_enabled.data)
         except ValidationFailed as exc:
-            db.session.rollback()
-            for name, message in exc.errors.items():
-                form[name].errors.append(message)
+            _refused(form, exc)
         else:
             db.session.commit()
             flash(_("Your notice settings were saved."), "success")
             return redirect(url_for("notices.settings"))
     return _settings_page(preference_form=form, status=400)
+
+
+def _refused(form, exc):
+    """A refused save changes nothing and shows each message next to its field."""
+    db.session.rollback()
+    for name, message in exc.errors.items():
+        form[name].errors.append(message)
 
 
 @bp.route("/account/notices/webhooks", methods=["POST"])
@@ -209,9 +214,7 @@ def add_webhook():
         try:
             endpoint = preferences.add_endpoint(current_user, form.url.data, token_id)
         except ValidationFailed as exc:
-            db.session.rollback()
-            for name, message in exc.errors.items():
-                form[name].errors.append(message)
+            _refused(form, exc)
         else:
             db.session.commit()
             # The secret is shown on this answer only: it is not in any later page.

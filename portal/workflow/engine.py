@@ -144,17 +144,18 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     instance = lock_instance(task.instance_id)
     others = [row for row in pending_rows(instance.id) if row.id != task.id]
     workflow = runtime.restore(instance.process.bpmn, instance.state)
+    # The diagram does not route a reject from here: the instance ends.
+    ends_here = action == "reject" and not task.node.tests_action
 
     def step():
-        if action == "reject" and not task.node.tests_action:
-            runtime.end(workflow)  # the diagram does not route a reject from here: the instance ends
+        if ends_here:
+            runtime.end(workflow)
         else:
             runtime.complete(workflow, task.engine_task_id, action, cleaned)
         return plan_sync(instance, workflow, others)
 
     plan = _engine_step(step)
-    if action == "reject" and not task.node.tests_action:
-        plan.finished = True
+    plan.finished = plan.finished or ends_here
 
     now = utcnow()
     task.status, task.outcome = "done", action
