@@ -151,21 +151,22 @@ def _after_fork_dispose():
 
 def _prepare_work_horses():
     """Do once in the worker what every forked work-horse would otherwise
-    redo per job: import the job modules, configure the ORM mappers and parse
-    the BPMN files of the processes with running instances (a horse's first
-    decision would otherwise spend most of half a second parsing)."""
+    redo per job: import the job modules, configure the ORM mappers, read the
+    process versions with running instances and parse their BPMN files (a
+    horse's first decision would otherwise spend most of half a second parsing)."""
     from sqlalchemy.orm import configure_mappers
     import portal.jobs.batch_jobs  # noqa: F401
     import portal.jobs.excel_jobs  # noqa: F401
     from portal.models import Instance, ProcessDefinition
-    from portal.workflow import runtime
+    from portal.workflow import runtime, versions
     configure_mappers()
-    running = (db.select(ProcessDefinition.bpmn).where(ProcessDefinition.bpmn.is_not(None))
+    running = (db.select(ProcessDefinition.id, ProcessDefinition.digest, ProcessDefinition.created_at)
+               .where(ProcessDefinition.bpmn.is_not(None))
                .where(ProcessDefinition.id.in_(db.select(Instance.process_id)
                                                 .where(Instance.status == "running").distinct()))
                .order_by(ProcessDefinition.id.desc()).limit(runtime.specs.cache_info().maxsize))
-    for bpmn in db.session.execute(running).scalars():
-        runtime.specs(bpmn)
+    for key in db.session.execute(running).all():
+        runtime.specs(versions.version_shape(tuple(key)).bpmn)
 
 
 @click.command("worker")

@@ -12,11 +12,12 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from portal.extensions import db
-from portal.models import Countersign, History, Instance, Task, User
+from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
 from portal.workflow import runtime
 from portal.workflow.definitions import latest_version
 from portal.workflow.engine_sync import apply_sync, plan_sync
+from portal.workflow.versions import version_shape
 from portal.workflow.visibility import (
     can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
 from portal.errors import NotFound, UserError, ValidationFailed, conflict
@@ -48,6 +49,22 @@ def lock_instance(instance_id):
     return db.session.execute(
         db.select(Instance).where(Instance.id == instance_id).with_for_update()
         .execution_options(populate_existing=True)).scalar_one()
+
+
+def _lock_task_and_instance(task_id):
+    """(task, its instance, its process version's VersionShape), the two rows locked and read afresh
+    in one statement, the task first (the order of every engine step); (None, None, None) when there is
+    no such task."""
+    row = db.session.execute(
+        db.select(Task, Instance, ProcessDefinition.id, ProcessDefinition.digest, ProcessDefinition.created_at)
+        .join(Instance, Task.instance_id == Instance.id)
+        .join(ProcessDefinition, Instance.process_id == ProcessDefinition.id)
+        .where(Task.id == task_id).with_for_update(of=(Task, Instance))
+        .execution_options(populate_existing=True)).one_or_none()
+    if row is None:
+        return None, None, None
+    task, instance, *version = row
+    return task, instance, version_shape(tuple(version))
 
 
 def pending_rows(instance_id, *, lock=False):
@@ -138,21 +155,23 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     instance (the two branches of a parallel split) take turns on its engine
     state, so a join fires once.
     """
-    task = get_task(task_id, for_update=True)
+    task, instance, version = _lock_task_and_instance(task_id)
     check_can_act(task, user, batch_id=batch_id)
-    cleaned = validate_decision(task.node, action, comment, form)
-    instance = lock_instance(task.instance_id)
-    others = [row for row in pending_rows(instance.id) if row.id != task.id]
-    workflow = runtime.restore(instance.process.bpmn, instance.state)
+    node = version.nodes_by_id[task.node_id]
+    cleaned = validate_decision(node, action, comment, form)
+    workflow = runtime.restore(version.bpmn, instance.state)
+    # Pending rows match the engine's ready user tasks: read the others only when there are others.
+    others = ([row for row in pending_rows(instance.id) if row.id != task.id]
+              if len(runtime.ready_user_tasks(workflow)) > 1 else [])
     # The diagram does not route a reject from here: the instance ends.
-    ends_here = action == "reject" and not task.node.tests_action
+    ends_here = action == "reject" and not node.tests_action
 
     def step():
         if ends_here:
             runtime.end(workflow)
         else:
             runtime.complete(workflow, task.engine_task_id, action, cleaned)
-        return plan_sync(instance, workflow, others)
+        return plan_sync(instance, workflow, others, nodes=version.nodes_by_key)
 
     plan = _engine_step(step)
     plan.finished = plan.finished or ends_here

@@ -51,9 +51,13 @@ def assignee_columns(node, variables):
     return {}  # candidates
 
 
-def plan_sync(instance, workflow, pending):
-    """What to write so that ``pending`` (the instance's pending Task rows) match the engine."""
-    nodes = {node.key: node for node in instance.process.nodes}
+def plan_sync(instance, workflow, pending, *, nodes=None):
+    """What to write so that ``pending`` (the instance's pending Task rows) match the engine.
+
+    ``nodes`` maps node keys to the process version's nodes (``Node`` rows or ``versions.NodeShape``);
+    by default the instance's process gives them."""
+    if nodes is None:
+        nodes = {node.key: node for node in instance.process.nodes}
     ready = runtime.ready_user_tasks(workflow)
     ready_ids = {str(task.id) for task in ready}
     plan = SyncPlan(finished=workflow.is_completed())
