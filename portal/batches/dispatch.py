@@ -4,6 +4,7 @@ Enqueueing is best effort: if Redis is unreachable the batch stays in the
 database and the recovery job starts it later.
 """
 import logging
+import uuid
 
 from portal.extensions import db
 from portal.models import Batch
@@ -15,6 +16,17 @@ log = logging.getLogger(__name__)
 LANE_JOB = "portal.jobs.batch_jobs.run_batch_lane"
 ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
 LANE_TIMEOUT = 600
+# How many waiting job ids a lane reads to tell its own batch's lanes from other work.
+QUEUE_PEEK = 100
+
+
+def _lane_prefix(batch_id):
+    return f"lane-{batch_id}-"
+
+
+def _lane_id(batch_id):
+    """A lane's job id names its batch, so that a lane can tell its own batch's lanes in the queue."""
+    return _lane_prefix(batch_id) + uuid.uuid4().hex
 
 
 def enqueue_lanes(batch_id, count):
@@ -22,28 +34,38 @@ def enqueue_lanes(batch_id, count):
     try:
         queue = get_queue()
         for _ in range(max(0, count)):
-            queue.enqueue(LANE_JOB, batch_id, job_timeout=LANE_TIMEOUT, result_ttl=60,
-                          failure_ttl=7 * 24 * 3600)
+            queue.enqueue(LANE_JOB, batch_id, job_id=_lane_id(batch_id), job_timeout=LANE_TIMEOUT,
+                          result_ttl=60, failure_ttl=7 * 24 * 3600)
         return True
     except Exception:  # Redis down: the database still holds the work
         log.exception("could not enqueue batch %s; recovery will start it", batch_id)
         return False
 
 
-def queue_has_work():
-    """Whether jobs wait in the queue (a lane then ends its work at the end of
-    its slice). When Redis cannot tell, yes: the lane ends, its work stays in
-    the database."""
+def queue_has_other_work(batch_id):
+    """Whether jobs other than ``batch_id``'s own lanes wait in the queue (a lane
+    of that batch then ends its work at the end of its slice).
+
+    A lane giving way to another lane of its own batch would gain nothing and
+    cost a work-horse's start per slice: with a concurrency above the number of
+    workers, lanes of the batch always wait. When Redis cannot tell, yes: the
+    lane ends, its work stays in the database."""
     try:
-        return get_queue().count > 0
+        queue = get_queue()
+        waiting = queue.get_job_ids(0, QUEUE_PEEK)
+        own = _lane_prefix(batch_id)
+        if any(not job_id.startswith(own) for job_id in waiting):
+            return True
+        return len(waiting) == QUEUE_PEEK and queue.count > QUEUE_PEEK
     except Exception:
-        log.exception("could not read the queue length")
+        log.exception("could not read the queue")
         return True
 
 
 def enqueue_lane_at(batch_id, when):
     try:
-        get_queue().enqueue_at(when, LANE_JOB, batch_id, job_timeout=LANE_TIMEOUT, result_ttl=60)
+        get_queue().enqueue_at(when, LANE_JOB, batch_id, job_id=_lane_id(batch_id),
+                               job_timeout=LANE_TIMEOUT, result_ttl=60)
         return True
     except Exception:
         log.exception("could not schedule batch %s", batch_id)

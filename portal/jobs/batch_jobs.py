@@ -5,9 +5,9 @@ from portal.batches import dispatch, runner
 
 
 def run_batch_lane(batch_id):
-    """Work on one batch slice by slice while no other job waits, then requeue
-    at the back of the queue."""
-    result = runner.run_lane(batch_id, others_waiting=dispatch.queue_has_work)
+    """Work on one batch slice by slice while no other work waits (another
+    batch's lane, another job), then requeue at the back of the queue."""
+    result = runner.run_lane(batch_id, others_waiting=lambda: dispatch.queue_has_other_work(batch_id))
     if result.more:
         dispatch.enqueue_lanes(batch_id, 1)
     elif result.retry_at is not None:
