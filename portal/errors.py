@@ -2,9 +2,13 @@
 each with the HTTP status it maps to; pages and the API turn them into answers.
 
 ``reason`` is a stable code (used for batch items ignored for that reason);
-``message`` is readable text for people.
+``message`` is readable text for people: a ``portal.messages.Message`` when the
+service made one (a batch item stores its data and renders it for each reader),
+else a plain string.
 """
 from flask_babel import lazy_gettext as _l
+
+from portal.messages import Message
 
 
 class WorkflowError(Exception):
@@ -12,8 +16,12 @@ class WorkflowError(Exception):
     reason = "error"
 
     def __init__(self, message=None, reason=None):
-        super().__init__(str(message) if message is not None else self.reason)
-        self.message = str(message) if message is not None else self.reason
+        if message is None:
+            message = self.reason
+        elif not isinstance(message, Message):
+            message = str(message)
+        super().__init__(str(message))
+        self.message = message
         if reason:
             self.reason = reason
 

@@ -13,6 +13,7 @@ from portal.api import ApiError, api_user, bp, json_body, paginate, schemas
 from portal.api.operations import Param, Reply, operation, page_reply
 from portal.api.workflow import check_form_shape, invalid, only_fields
 from portal.batches import access, control, creation, dispatch
+from portal.batches.item_errors import english_labels
 from portal.batches.serialize import batch_to_dict, item_to_dict
 from portal.extensions import db
 from portal.models import Batch, BatchItem
@@ -167,7 +168,8 @@ def list_items(batch_id):
     elif status is not None:
         query = query.where(BatchItem.status == status)
     items, next_cursor = paginate(query, BatchItem.id)
-    return {"items": [item_to_dict(i) for i in items], "next_cursor": next_cursor}
+    labels = english_labels(batch.node) if any(i.field_errors for i in items) else None
+    return {"items": [item_to_dict(i, labels) for i in items], "next_cursor": next_cursor}
 
 
 # --- steering batches -----------------------------------------------------------------

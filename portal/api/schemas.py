@@ -219,11 +219,17 @@ COMPONENTS = {
     },
     "BatchItem": {
         "type": "object",
-        "required": ["id", "task_id", "status", "error", "retry_count", "finished_at"],
+        "required": ["id", "task_id", "status", "error", "error_code", "retry_count",
+                     "finished_at"],
         "properties": {
             "id": ID, "task_id": {"type": "integer"},
             "status": {"type": "string", "enum": list(ITEM_STATUSES)},
-            "error": nullable(TEXT), "error_kind": nullable(TEXT),
+            "error": {**nullable(TEXT), "description": "Why the item did not succeed, in English."},
+            "error_code": {**nullable(TEXT), "description": (
+                "Stable: validation, a reason the item was ignored (done, suspended, "
+                "unavailable...), a user error (user_disabled, unknown_assignee, no_assignee, "
+                "engine_refused, user), unexpected, lease_expired or cancelled.")},
+            "error_kind": nullable(TEXT),
             "field_errors": nullable({"type": "object"}), "retry_count": COUNT,
             "attempts": COUNT, "source_ref": nullable(TEXT), "finished_at": nullable(TIME),
         },

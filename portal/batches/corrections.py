@@ -48,8 +48,8 @@ def correct(batch, user, item_id, action, comment, form):
     now = utcnow()
     db.session.add(BatchItemAttempt(
         item_id=item.id, batch_id=batch.id, worker=None, started_at=now, finished_at=now,
-        outcome="corrected", error=item.error, retried_by_id=user.id,
-        previous_decision=current_decision(item, batch)))
+        outcome="corrected", error=item.error, error_detail=item.error_detail,
+        retried_by_id=user.id, previous_decision=current_decision(item, batch)))
     item.decision = {"action": action, "comment": comment or None, "form": cleaned}
     item.field_errors = None
     items.requeue(batch, item, now, retried_by=user)

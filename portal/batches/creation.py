@@ -12,14 +12,14 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, insert
 
-from portal.batches import items
+from portal.batches import item_errors, items
 from portal.batches.counters import add_event, finish_if_done
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
 from portal.workflow.engine import check_decision, validate_decision
 from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
-from portal.errors import NotFound, ValidationFailed, reason_message
+from portal.errors import NotFound, ValidationFailed
 
 def get_node(node_id):
     node = db.session.get(Node, node_id) if is_db_id(node_id) else None
@@ -180,8 +180,10 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     """Create the batch and its items; returns the batch (status pending).
 
     ``rows`` (imports) maps a task id to its own decision:
-    ``{"decision": {...}, "source_ref": "..."}`` or, for rows that did not
-    parse, ``{"error": "...", "field_errors": {...}, "source_ref": "..."}``.
+    ``{"decision": {...}, "source_ref": "..."}``; a row that did not parse also
+    holds ``"field_errors"``: {field key: message} (Messages, message data or
+    text) and becomes an ``import_failed`` item. (A row may give its own
+    ``"error"`` text instead, stored as it is.)
     """
     errors = {}
     concurrency = _concurrency(concurrency, errors)
@@ -201,7 +203,7 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     batch.number = f"B{now:%Y%m%d}-{batch.id:06d}"
 
     rows = rows or {}
-    messages = {}  # one translated message per reason, not one per item
+    reasons = {}  # one Failure (and its English text) per reason, not one per item
     rows_to_insert, eligible = [], []
     counts = {"pending": 0, "ignored": 0, "failed": 0}
     for task_id, reason in classify(user, node, task_ids, lock=True):
@@ -209,14 +211,13 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
         item = {"batch_id": batch.id, "task_id": task_id, "source_ref": row.get("source_ref"),
                 "decision": row.get("decision"), "retry_count": 0, "attempts": 0}
         if reason is not None:
-            if reason not in messages:
-                messages[reason] = reason_message(reason)
-            item.update(status="ignored", error_kind=reason, error=messages[reason],
-                        finished_at=now)
+            if reason not in reasons:
+                failure = item_errors.ignored(reason)
+                reasons[reason] = _failure_columns(failure, failure.english(node))
+            item.update(status="ignored", finished_at=now, **reasons[reason])
             counts["ignored"] += 1
-        elif row.get("error"):
-            item.update(status="import_failed", error_kind="validation", error=row["error"],
-                        field_errors=row.get("field_errors"), finished_at=now)
+        elif row.get("field_errors") or row.get("error"):
+            item.update(status="import_failed", finished_at=now, **_import_failure(node, row))
             counts["failed"] += 1
         else:
             item.update(status="pending")
@@ -233,3 +234,22 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     if batch.pending == 0:  # nothing to run: every item was ignored or failed its import
         finish_if_done(batch, now)
     return batch
+
+
+def _failure_columns(failure, english):
+    columns = {"error_kind": failure.kind, "error_code": failure.code, "error": english,
+               "error_detail": failure.detail}
+    if failure.field_errors is not None:
+        columns["field_errors"] = failure.field_errors
+    return columns
+
+
+def _import_failure(node, row):
+    """The error columns of a row that did not import: its field errors as messages, or
+    the text the row brings instead, kept as it is."""
+    if row.get("field_errors"):
+        failure = item_errors.invalid(row["field_errors"])
+    else:
+        failure = item_errors.Failure(item_errors.VALIDATION, item_errors.VALIDATION,
+                                      str(row["error"]))
+    return _failure_columns(failure, failure.english(node))

@@ -5,7 +5,8 @@ Each entry (a row or a sheet) is validated like a single approval
 (``creation.classify``: duplicates, tasks that are not the caller's pending
 tasks at the node). The preview reports every problem per row or sheet; the
 batch gets a pending item per valid entry, an ``import_failed`` item (with
-its error and field errors) per invalid one, and ignored items as usual.
+its field errors, kept as messages so each reader reads them in their own
+language: ``item_errors``) per invalid one, and ignored items as usual.
 
 A corrected error workbook names its batch in its metadata: its rows may only
 be tasks that failed in that batch, and the new batch records it as
@@ -21,7 +22,7 @@ from portal.batches import dispatch
 from portal.batches.access import visible_batch
 from portal.batches.creation import classify, create_batch
 from portal.batches.listing import open_failures
-from portal.excel import UnusableFile, cells, layout, reader, safety
+from portal.excel import UnusableFile, cells, reader, safety
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
@@ -36,7 +37,8 @@ KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads
 @dataclass
 class Checked:
     entry: reader.Entry
-    errors: dict                 # field key -> message (reading and validation)
+    errors: dict                 # field key -> message (reading and validation; Messages
+                                 # where the portal made them, so an item can store them)
     decision: dict               # cleaned when valid, as written when not
     reason: str | None = None    # why the task cannot be taken (classify)
     importable: bool = True      # False: no task to attach an item to
@@ -79,7 +81,7 @@ def _validate(node, entry):
     try:
         cleaned = validate_decision(node, entry.action, entry.comment, entry.form)
     except ValidationFailed as exc:
-        errors.update({key: str(message) for key, message in exc.errors.items()})
+        errors.update(exc.errors)
         return errors, written
     if errors:
         return errors, written
@@ -131,22 +133,9 @@ def preview(checked, skipped):
     return {"valid": sum(1 for c in checked if c.valid), "invalid": invalid, "skipped": skipped}
 
 
-def field_labels(node):
-    """{field key: label} of a node's fields as its forms and templates show them."""
-    labels = {slot.key: layout.strip_mark(slot.label) for slot in layout.node_slots(node)}
-    labels.update({t["key"]: t.get("label", t["key"]) for t in layout.table_fields(node)})
-    labels["sheet"] = _("Sheet")
-    return labels
-
-
-def error_summary(errors, labels):
-    """One line naming each faulty field by its label: ``Amount: Must be at least 0; Category: ...``."""
-    return "; ".join(f"{labels.get(key, key)}: {str(message).rstrip('.。')}" for key, message in errors.items())
-
-
-def batch_rows(node, checked):
+def batch_rows(checked):
     """(task ids in file order, create_batch rows) of the entries that name a task."""
-    labels, task_ids, rows = field_labels(node), [], {}
+    task_ids, rows = [], {}
     for item in checked:
         if not item.importable:
             continue
@@ -156,7 +145,7 @@ def batch_rows(node, checked):
             continue                  # a duplicate: create_batch ignores it
         row = {"decision": item.decision, "source_ref": item.entry.source_ref}
         if item.errors:
-            row.update(error=error_summary(item.errors, labels), field_errors=item.errors)
+            row["field_errors"] = item.errors
         rows[task_id] = row
     return task_ids, rows
 
@@ -165,7 +154,7 @@ def create_import_batch(user, node, mode, data, *, concurrency=None):
     """Read, check and turn an upload into a batch (the caller commits, then
     calls ``start``)."""
     _upload, source, checked = inspect(user, node, mode, data)
-    task_ids, rows = batch_rows(node, checked)
+    task_ids, rows = batch_rows(checked)
     if not task_ids:
         raise UnusableFile(_("The file holds no decision to import: fill in at least one row "
                              "or sheet."))

@@ -37,10 +37,13 @@ UNLOCK_TASK = (
                         _task.c.lock_batch_id == bindparam("batch_id"))
     .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None))
 
+# The outcome and, for an item that did not succeed, why (``item_errors.Failure``): its
+# English text, its code and message data; all None on success.
 RECORD_OUTCOME = (
     update(_item).where(_item.c.id == bindparam("item_id"))
     .values(status=bindparam("outcome"), error_kind=bindparam("kind"),
-            error=bindparam("message"), field_errors=bindparam("errors"),
+            error_code=bindparam("code"), error=bindparam("message"),
+            error_detail=bindparam("detail"), field_errors=bindparam("errors"),
             finished_at=bindparam("now"), lease_token=None, lease_expires_at=None))
 
 INSERT_ATTEMPT = insert(BatchItemAttempt.__table__)

@@ -89,13 +89,15 @@ def reopen(batch, now):
     batch.progress_at = now
 
 
-def retry_lost_run(item, message, now):
+def retry_lost_run(item, failure, now):
     """A running item whose run was lost (an unexpected error, a vanished
-    worker): back to pending with backoff, or failed once it used up its
-    retries, its task then back with people. The caller holds the item row."""
+    worker; ``failure`` an ``item_errors.Failure`` that says which): back to
+    pending with backoff, or failed once it used up its retries, its task then
+    back with people. The caller holds the item row."""
     batch = lock_batch(item.batch_id)
     item.lease_token, item.lease_expires_at = None, None
-    item.error, item.error_kind = message, "unexpected"
+    item.error_kind, item.error_code, item.error_detail = failure.kind, failure.code, failure.detail
+    item.error = failure.english(batch.node)
     if item.retry_count < retry_limit():
         requeue(batch, item, now, backoff=True)
         events.items_retried.send(batch.id, count=1, automatic=True)

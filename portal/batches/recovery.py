@@ -27,33 +27,32 @@ them.
 from datetime import timedelta
 
 from flask import current_app
-from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 from portal import events
 from portal.batches.counters import add_event, finish_if_done, lock_batch
-from portal.batches import items
+from portal.batches import item_errors, items
 from portal.batches.runner import worker_name
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, User
+from portal.messages import N_
+from portal.models import Batch, BatchItem, BatchItemAttempt
 from portal.models.base import utcnow
 
 # Unexpected failures older than this are left for a person to retry.
 RECENT_FAILURES = timedelta(hours=24)
-LEASE_EXPIRED = _l("The worker running this item stopped before finishing it (its lease expired).")
+LEASE_EXPIRED_MSGID = N_("The worker running this item stopped before finishing it (its lease "
+                         "expired).")
+LEASE_EXPIRED = _l(LEASE_EXPIRED_MSGID)
 
 
 def _by_recovery():
     return f"recovery@{worker_name()}"
 
 
-def _in_creators_language(message, batch_id):
-    """The text stored on the item, in the language of the batch's creator (who reads it)."""
-    locale = db.session.execute(
-        db.select(User.locale).join(Batch, Batch.created_by_id == User.id)
-        .where(Batch.id == batch_id)).scalar()
-    with force_locale(locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        return str(message)
+def _lease_expired():
+    """Stored as a message, so each reader reads it in their own language."""
+    return item_errors.unexpected({"msgid": LEASE_EXPIRED_MSGID, "params": {}},
+                                  code="lease_expired")
 
 
 # --- 1. expired leases -------------------------------------------------------------
@@ -69,11 +68,12 @@ def _reclaim_one(item_id, now):
         db.session.rollback()
         return None
     clock = utcnow()
-    message = _in_creators_language(LEASE_EXPIRED, item.batch_id)
+    failure = _lease_expired()
     db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
                                     started_at=item.started_at or clock, finished_at=clock,
-                                    outcome="error", error=message))
-    items.retry_lost_run(item, message, clock)
+                                    outcome="error", error=failure.english(None),
+                                    error_detail=failure.detail))
+    items.retry_lost_run(item, failure, clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id

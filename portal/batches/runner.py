@@ -22,19 +22,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from flask_babel import force_locale
-
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
-from portal.batches import item_sql, items
-from portal.batches.imports import error_summary, field_labels
+from portal.batches import item_errors, item_sql, items
 from portal.batches.counters import finish_if_done, lock_batch
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, Node, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
-from portal.errors import Conflict, NotFound, UserError, ValidationFailed, reason_message
+from portal.errors import Conflict, NotFound, UserError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -99,28 +96,28 @@ class BatchDecision:
 
 
 def _apply(item, decision):
-    """Run the approval; returns (status, kind, message, field_errors).
+    """Run the approval; returns (status, ``item_errors.Failure`` or None).
 
     ``decide`` refuses before it writes, so a refusal leaves nothing to undo
-    and the outcome is recorded in the same transaction.
+    and the outcome is recorded in the same transaction. No locale is forced:
+    a refusal is stored as message data and rendered for each reader
+    (``item_errors``); nothing else the approval writes depends on a language.
     """
     creator = db.session.get(User, decision.creator_id)
     # The lane keeps the creator loaded across items; whether they are still
     # enabled is read fresh in this transaction, with the item.
     set_committed_value(creator, "disabled", item.creator_disabled)
     action, comment, form = decision.for_item(item.decision)
-    with force_locale(creator.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        try:
-            decide(item.task_id, creator, action, comment, form,
-                   batch_id=decision.batch_id, batch_item_id=item.id)
-            return "success", None, None, None
-        except (NotFound, Conflict) as exc:
-            return "ignored", exc.reason, reason_message(exc.reason, exc.message), None
-        except ValidationFailed as exc:
-            node = db.session.get(Node, decision.node_id)
-            return "failed", "validation", error_summary(exc.errors, field_labels(node)), exc.errors
-        except UserError as exc:
-            return "failed", "user", exc.message, None
+    try:
+        decide(item.task_id, creator, action, comment, form,
+               batch_id=decision.batch_id, batch_item_id=item.id)
+        return "success", None
+    except (NotFound, Conflict) as exc:
+        return "ignored", item_errors.ignored(exc.reason, exc.message)
+    except ValidationFailed as exc:
+        return "failed", item_errors.invalid(exc.errors)
+    except UserError as exc:
+        return "failed", item_errors.user_error(exc.message)
 
 
 def _claim_after(conn, batch_id, counters, now):
@@ -150,20 +147,21 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
             db.session.rollback()   # someone else holds or ended it: nothing to do
             return None
         decision = decision or BatchDecision.load(item.batch_id)
-        status, kind, message, field_errors = _apply(item, decision)
+        status, failure = _apply(item, decision)
+        outcome = _outcome_values(failure, decision)
         now = utcnow()
         if status != "success":
             conn.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": item.batch_id})
         if status == "failed" and item.retry_count >= items.retry_limit():
             events.item_at_retry_limit.send(item.batch_id, item_id=item.id, task_id=item.task_id)
-        conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, "kind": kind,
-                                               "message": message, "errors": field_errors,
+        conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, **outcome,
                                                "now": now})
         conn.execute(item_sql.INSERT_ATTEMPT, {
             "item_id": item.id, "batch_id": item.batch_id, "worker": worker_name(),
             "started_at": item.started_at, "finished_at": now,
             "duration_ms": int((time.monotonic() - started) * 1000), "outcome": status,
-            "error": message, "retried_by_id": None})
+            "error": outcome["message"], "error_detail": outcome["detail"],
+            "retried_by_id": None})
         counters = conn.execute(item_sql.count_outcome(status),
                                 {"batch_id": item.batch_id, "now": now}).one()
         next_claim = _claim_after(conn, item.batch_id, counters, now) if claim_next_item else None
@@ -179,6 +177,15 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         return None
 
 
+def _outcome_values(failure, decision):
+    """RECORD_OUTCOME's parameters for an item's failure (all None on success)."""
+    if failure is None:
+        return {"kind": None, "code": None, "message": None, "detail": None, "errors": None}
+    node = db.session.get(Node, decision.node_id)
+    return {"kind": failure.kind, "code": failure.code, "message": failure.english(node),
+            "detail": failure.detail, "errors": failure.field_errors}
+
+
 def record_unexpected(claim, exc):
     """An unexpected error rolled the item back: retry it later, or fail it at the limit."""
     log.exception("item %s failed unexpectedly", claim.item_id, exc_info=exc)
@@ -190,11 +197,13 @@ def record_unexpected(claim, exc):
             db.session.rollback()
             return
         now = utcnow()
-        message = f"{type(exc).__name__}: {exc}"[:2000]
+        # An exception's own words: technical, the same for every reader.
+        failure = item_errors.unexpected(f"{type(exc).__name__}: {exc}"[:2000])
         db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id,
                                         worker=worker_name(), started_at=item.started_at,
-                                        finished_at=now, outcome="error", error=message))
-        items.retry_lost_run(item, message, now)
+                                        finished_at=now, outcome="error", error=failure.detail,
+                                        error_detail=failure.detail))
+        items.retry_lost_run(item, failure, now)
         db.session.commit()
     except Exception:
         db.session.rollback()

@@ -1,4 +1,5 @@
 """JSON shapes of batches and items (contract (docs/contract.md) section 4)."""
+from portal.batches import item_errors
 
 
 def _iso(value):
@@ -23,10 +24,14 @@ def batch_to_dict(batch):
     }
 
 
-def item_to_dict(item):
+def item_to_dict(item, labels=None):
+    """An item as the API shows it: ``error`` and ``field_errors`` in English (``labels``:
+    the node's, from ``item_errors.english_labels``), ``error_code`` stable for scripts."""
     return {
         "id": item.id, "task_id": item.task_id, "status": item.status, "error": item.error,
-        "error_kind": item.error_kind, "field_errors": item.field_errors,
+        # Items that stopped before they had a code (cancelled ones) go by their kind.
+        "error_code": item.error_code or item.error_kind, "error_kind": item.error_kind,
+        "field_errors": item_errors.english_field_errors(item.field_errors, labels),
         "retry_count": item.retry_count, "attempts": item.attempts,
         "source_ref": item.source_ref, "finished_at": _iso(item.finished_at),
     }

@@ -2,11 +2,16 @@
 layout, with the reason in an Error column (single) or row (per instance) and
 the faulty cells highlighted, kept in the database as the batch's error file.
 
-A batch made from a shared form uses the single-mode layout.
+A batch made from a shared form uses the single-mode layout. The reasons are
+written in the workbook's language, naming fields by the node's labels
+(``item_errors``): the reader's when downloaded, the creator's when stored.
 """
 from dataclasses import dataclass
 from datetime import date
 
+from flask_babel import force_locale
+
+from portal.batches import item_errors
 from portal.batches.access import task_titles
 from portal.batches.listing import open_failures
 from portal.excel import layout
@@ -31,7 +36,7 @@ def failed_items(batch_id):
     """The batch's open failures (their tasks still wait for a decision)."""
     return db.session.execute(open_failures(
         batch_id, BatchItem.task_id, BatchItem.decision, BatchItem.error,
-        BatchItem.field_errors)).all()
+        BatchItem.field_errors, BatchItem.error_detail)).all()
 
 
 def display_value(field, value, locale):
@@ -84,7 +89,7 @@ class ErrorSource:
     mode: str
     node: NodeCopy
     shared: dict                 # the batch's own decision, for form-mode items
-    rows: list                   # (task_id, decision, error, field_errors)
+    rows: list                   # (task_id, decision, error, field_errors, error_detail)
     titles: dict
 
 
@@ -102,8 +107,9 @@ def load_error_source(batch):
         rows=rows, titles=task_titles(row[0] for row in rows))
 
 
-def task_values(source, row, locale):
-    task_id, decision, error, field_errors = row
+def task_values(source, row, locale, labels=None):
+    """One failed item's values and error; ``labels``: the node's, in ``locale``."""
+    task_id, decision, error, field_errors, error_detail = row
     data = decision or source.shared
     form = data.get("form") if isinstance(data.get("form"), dict) else {}
     values = {"task_id": task_id, "title": source.titles.get(task_id),
@@ -113,12 +119,16 @@ def task_values(source, row, locale):
                    for f in source.node.form_fields})
     tables = {t["key"]: _table_lines(t, form.get(t["key"]), locale)
               for t in layout.table_fields(source.node)}
-    return TaskValues(values, tables, error=error, faulty=frozenset(field_errors or ()))
+    with force_locale(layout.language(locale)):
+        text = item_errors.stored_text(error_detail, error, labels)
+    return TaskValues(values, tables, error=text, faulty=frozenset(field_errors or ()))
 
 
 def render(source, locale):
     """The workbook's bytes (no database access)."""
-    tasks = (task_values(source, row, locale) for row in source.rows)
+    with force_locale(layout.language(locale)):
+        labels = item_errors.field_labels(source.node)
+    tasks = (task_values(source, row, locale, labels) for row in source.rows)
     return build_workbook(source.node, source.mode, tasks, locale=locale, kind="errors",
                           batch_id=source.batch_id)
 

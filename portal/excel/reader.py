@@ -12,11 +12,14 @@ deleted columns.
 """
 from dataclasses import dataclass, field as dataclass_field
 
-from flask_babel import force_locale, gettext as _
+from flask_babel import force_locale
 
 from portal.excel import UnusableFile, cells, layout, meta as metadata, safety, sandbox
 from portal.excel.extents import Bound, SheetBounds
 from portal.excel.meta import LISTS_SHEET, META_SHEET, check_meta, not_a_template, parse_meta
+# ``_`` makes Messages: an entry's errors may be stored on its batch item and read later in
+# another language (``portal.messages``); a field named in one is a ``field`` reference.
+from portal.messages import field, message as _
 
 SKIPPED_KEYS = ("task_id", "title")
 # How far a sheet may reach beyond what the portal wrote there: blank rows
@@ -239,7 +242,8 @@ def _sheet_entry(name, rows, slots, tables, fixed):
         if _label_key(value(index, 0)) not in _expected(slot, fixed):
             entry.errors["sheet"] = _(
                 "Row %(row)s should be labelled \"%(expected)s\". Do not add, move or delete "
-                "rows above the tables.", row=index + 1, expected=layout.strip_mark(slot.label))
+                "rows above the tables.", row=index + 1,
+                expected=field(slot.key, layout.strip_mark(slot.label)))
             break
     values = {slot.key: value(index, 1) for index, slot in enumerate(slots)}
     entry.task_id = _task_id(values["task_id"] if not cells.is_blank(values["task_id"])
@@ -295,7 +299,7 @@ def _table_lines(table, block, start, errors):
         if _label_key(header[index]) != _label_key(column.label):
             errors[table["key"]] = _(
                 "Row %(row)s should hold the column headers of %(table)s.",
-                row=start + 1, table=table.get("label", table["key"]))
+                row=start + 1, table=field(table["key"], table.get("label", table["key"])))
             return None
     lines = []
     for raw in block[2:]:

@@ -86,9 +86,14 @@ class BatchItem(db.Model):
     # No foreign key: an item may name a task id that does not exist (ignored).
     task_id: Mapped[int] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
+    # Why an item did not succeed (``portal.batches.item_errors``): ``error`` in English,
+    # ``error_code`` for scripts, ``error_detail`` and ``field_errors`` ({field key: message})
+    # as message data (``portal.messages``) rendered for each reader.
     error: Mapped[str | None] = mapped_column(Text)
     # validation|user|unexpected for failed items; the reason code for ignored ones
     error_kind: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_detail: Mapped[object | None] = mapped_column(JSON)
     field_errors: Mapped[dict | None] = mapped_column(JSON)
     retry_count: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -122,7 +127,8 @@ class BatchItemAttempt(db.Model):
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None]
     outcome: Mapped[str | None] = mapped_column(String(20))
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)      # in English (older rows: as written)
+    error_detail: Mapped[object | None] = mapped_column(JSON)   # the message as data
     retried_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     # A correction: the decision the item held before (outcome "corrected").
     previous_decision: Mapped[dict | None] = mapped_column(JSON)

@@ -14,7 +14,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_babel import format_timedelta, gettext as _, lazy_gettext as _l, ngettext
 from flask_login import current_user, login_required
 
-from portal.batches import access, control, corrections, creation, dispatch, listing
+from portal.batches import access, control, corrections, creation, dispatch, item_errors, listing
 from portal.batches import attention as attention_service
 from portal.batches.destinations import END_LABELS, item_destinations
 from portal.batches.progress import (
@@ -195,7 +195,9 @@ def attention():
     """The supervisor home: what needs a person now."""
     if not current_user.is_supervisor:
         abort(403)
-    return render_template("batches/attention.html", **attention_service.overview(),
+    overview = attention_service.overview()
+    return render_template("batches/attention.html", **overview,
+                           error_texts=item_errors.texts_across_batches(overview["at_limit"]),
                            status_labels=BATCH_STATUS_LABELS, status_key=status_key,
                            event_labels=EVENT_LABELS, event_summary=event_summary)
 
@@ -222,6 +224,7 @@ def show(batch_id):
         first_item_id=listing.first_item_id(batch.id),
         retry_all_count=control.retry_all_count(batch),
         item_filters=listing.ITEM_FILTERS, titles=access.item_titles(page.rows),
+        error_texts=item_errors.texts(page.rows, batch.node),
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
         end_labels=END_LABELS,
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
@@ -259,9 +262,14 @@ def _visible_item(batch_id, item_id):
 @login_required
 def item(batch_id, item_id):
     batch, batch_item = _visible_item(batch_id, item_id)
-    return render_template("batches/item.html", **_page_context(batch), item=batch_item,
-                           attempts=listing.item_attempts(batch_item),
-                           title=access.item_titles([batch_item]).get(batch_item.task_id))
+    attempts = listing.item_attempts(batch_item)
+    labels = item_errors.field_labels(batch.node)   # errors read in the reader's language
+    return render_template(
+        "batches/item.html", **_page_context(batch), item=batch_item, attempts=attempts,
+        error_text=item_errors.text(batch_item, labels),
+        field_errors=item_errors.labelled_field_texts(batch_item.field_errors, labels),
+        attempt_errors={a.id: item_errors.text(a, labels) for a in attempts},
+        title=access.item_titles([batch_item]).get(batch_item.task_id))
 
 
 # --- correcting an item -------------------------------------------------------------------
@@ -270,6 +278,7 @@ def _render_correct(batch, item, node_form, action, comment, errors=None, status
     return render_template(
         "batches/correct.html", batch=batch, item=item, node=batch.node, node_form=node_form,
         action=action, comment=comment, errors=errors or {},
+        error_text=item_errors.text(item, item_errors.field_labels(batch.node)),
         title=access.item_titles([item]).get(item.task_id)), status
 
 
@@ -283,9 +292,10 @@ def correct(batch_id, item_id):
         if not corrections.correctable(batch_item, batch):
             return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
         decision = corrections.current_decision(batch_item, batch)
+        stored = item_errors.field_texts(batch_item.field_errors,
+                                         item_errors.field_labels(batch.node))
         return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(
-            "form") or {}), decision.get("action"), decision.get("comment"),
-            batch_item.field_errors)
+            "form") or {}), decision.get("action"), decision.get("comment"), stored)
     node_form = build_node_form(fields, formdata=request.form)
     action, comment = request.form.get("action"), request.form.get("comment") or None
     try:

@@ -9,7 +9,7 @@ or rolls back. The task row is locked before it is checked
 from datetime import timedelta
 
 from flask import current_app
-from flask_babel import gettext as _
+from portal.messages import message as _
 
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User

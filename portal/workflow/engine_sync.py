@@ -12,7 +12,7 @@ role; ``candidates`` leaves both empty and ``visibility`` reads the node's candi
 """
 from dataclasses import dataclass, field
 
-from flask_babel import gettext as _
+from portal.messages import message as _
 
 from portal.errors import UserError
 from portal.extensions import db

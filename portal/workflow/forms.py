@@ -1,15 +1,18 @@
 """Server-side validation of a node's form against its field definitions.
 
 ``validate_form(fields, data)`` returns ``(cleaned, errors)`` where errors maps
-each faulty field key to a readable message. Values arrive as JSON or as text
-typed into a page or a spreadsheet, so numbers, dates and booleans are also
+each faulty field key to a readable message: a ``portal.messages.Message``,
+text in the current locale that also keeps its msgid and params, so a batch
+item can store it and show it later in its reader's language. Values arrive
+as JSON or as text typed into a page or a spreadsheet, so numbers, dates and booleans are also
 accepted in their usual text forms. Numbers have at most 15 digits before the
 decimal point; more than 10 decimals are rounded to 10.
 """
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from flask_babel import gettext as _
+# ``_`` makes Messages here (see the module docstring); pybabel extracts these strings as usual.
+from portal.messages import Message, joined, message as _
 
 FIELD_TYPES = ("text", "number", "date", "select", "boolean", "table")
 TRUE_WORDS = {"true", "1", "yes", "y", "是", "真", "on"}
@@ -112,11 +115,12 @@ def _table(value, field):
             continue
         cleaned, errors = validate_form(field.get("columns", []), row)
         rows.append(cleaned)
+        # The column's label as the definition writes it: definition text, not the portal's.
         problems.extend(_("Row %(n)s: %(label)s: %(message)s", n=number,
                           label=_label(field.get("columns", []), key), message=message)
                         for key, message in errors.items())
     if problems:
-        raise ValueError(" ".join(problems))
+        raise ValueError(joined(problems))
     return rows
 
 
@@ -160,5 +164,6 @@ def validate_form(fields, data, *, enforce_required=True):
         try:
             cleaned[key] = clean_value(field, value)
         except ValueError as exc:
-            errors[key] = str(exc)
+            problem = exc.args[0] if exc.args else None
+            errors[key] = problem if isinstance(problem, Message) else str(exc)
     return cleaned, errors

@@ -8,7 +8,7 @@ user may open a task (``may_open``), which tasks are theirs to handle
 import time
 from dataclasses import dataclass
 
-from flask_babel import gettext as _
+from portal.messages import message as _
 from sqlalchemy import and_, or_
 
 from portal.errors import NotFound, UserError, conflict
