@@ -48,17 +48,20 @@ RECORD_OUTCOME = (
 
 INSERT_ATTEMPT = insert(BatchItemAttempt.__table__)
 
-# The next due pending item of a batch (skipping rows other lanes hold).
-NEXT_PENDING = (
+# Claims the next due pending item of a batch, skipping rows other lanes hold,
+# in one statement (the select as a subquery; its batch is ``of_batch``, since an
+# UPDATE of batch_item keeps the name batch_id for its own column); returns its id, or nothing.
+_next_pending = (
     select(_item.c.id)
-    .where(_item.c.batch_id == bindparam("batch_id"), _item.c.status == "pending", _due)
+    .where(_item.c.batch_id == bindparam("of_batch"), _item.c.status == "pending", _due)
     .order_by(_item.c.id).limit(1)
     .with_for_update(skip_locked=True, key_share=True))
 
-CLAIM_ITEM = (
-    update(_item).where(_item.c.id == bindparam("item_id"))
+CLAIM_NEXT = (
+    update(_item).where(_item.c.id == _next_pending.scalar_subquery())
     .values(status="running", lease_token=bindparam("token"), started_at=bindparam("now"),
-            lease_expires_at=bindparam("expires"), attempts=_item.c.attempts + 1))
+            lease_expires_at=bindparam("expires"), attempts=_item.c.attempts + 1)
+    .returning(_item.c.id))
 
 COUNT_CLAIM = (
     update(_batch).where(_batch.c.id == bindparam("batch_id"))

@@ -125,13 +125,12 @@ def _claim_after(conn, batch_id, counters, now):
     row, if the batch runs and the cap leaves a slot; the Claim or None."""
     if counters.status != "running" or counters.running >= counters.concurrency:
         return None
-    item_id = conn.execute(item_sql.NEXT_PENDING, {"batch_id": batch_id, "now": now}).scalar()
-    if item_id is None:
-        return None
     token = uuid.uuid4().hex
     expires = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
-    conn.execute(item_sql.CLAIM_ITEM,
-                 {"item_id": item_id, "token": token, "now": now, "expires": expires})
+    item_id = conn.execute(item_sql.CLAIM_NEXT, {"of_batch": batch_id, "now": now, "token": token,
+                                                 "expires": expires}).scalar()
+    if item_id is None:
+        return None
     conn.execute(item_sql.COUNT_CLAIM, {"batch_id": batch_id, "now": now})
     return Claim(item_id, token)
 
