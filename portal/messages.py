@@ -24,14 +24,17 @@ the data of a message (or keeps a plain string), ``render`` turns data back into
 """
 from flask_babel import gettext
 
-# The separator of a form's errors in one line; each error loses its final full stop there.
-FIELDS_SEPARATOR = "; "
 FINAL_STOPS = ".。"
 
 
 def N_(msgid):
     """Marks ``msgid`` for extraction where it is only named, not translated yet."""
     return msgid
+
+
+# The separator of a form's errors in one line (translated: Chinese uses a full-width
+# semicolon); each error loses its final full stop there.
+FIELDS_SEPARATOR = N_("; ")
 
 
 class Message(str):
@@ -94,7 +97,7 @@ def render(data, labels=None):
     if "field" in data:
         return str(labels.get(data["field"]) or data["field"])
     if isinstance(data.get("fields"), dict):
-        return FIELDS_SEPARATOR.join(
+        return _translate(FIELDS_SEPARATOR, {}).join(
             _translate(N_("%(label)s: %(message)s"),
                        {"label": str(labels.get(key) or key),
                         "message": render(problem, labels).rstrip(FINAL_STOPS)})

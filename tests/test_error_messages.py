@@ -185,7 +185,7 @@ def test_a_chinese_creators_failure_reads_in_chinese_for_a_chinese_supervisor(
     assert CHINESE_AMOUNT in page and "该实例已挂起。" in page
     assert "Must be at least" not in page and "suspended." not in page
     html = _html(client.get(f"/batches/{batch.id}/items/{failed.id}"))
-    assert _item_error(html) == f"{CHINESE_AMOUNT}; Lines：{CHINESE_LINES}"
+    assert _item_error(html) == f"{CHINESE_AMOUNT}；Lines：{CHINESE_LINES}"
     assert _field_errors(html) == ["Amount：不能小于 0。", f"Lines：{CHINESE_LINES}。"]
     assert _item_error(_html(client.get(f"/batches/{batch.id}/items/{ignored.id}"))) == \
         "该实例已挂起。"
@@ -251,7 +251,7 @@ def test_the_error_workbook_speaks_its_readers_language(app, api, chinese_batch)
     english = _workbook_errors(_reader(app, "sam").get(f"/batches/{batch.id}/error-file").data)
     assert english == {tasks[0].id: ENGLISH_SUMMARY}
     chinese = _workbook_errors(_reader(app, "admin").get(f"/batches/{batch.id}/error-file").data)
-    assert chinese == {tasks[0].id: f"{CHINESE_AMOUNT}; Lines：{CHINESE_LINES}"}
+    assert chinese == {tasks[0].id: f"{CHINESE_AMOUNT}；Lines：{CHINESE_LINES}"}
     # The API builds it in the token user's language too.
     assert _workbook_errors(api("sam").get(f"/batches/{batch.id}/error-file").data) == english
     assert _workbook_errors(api("admin").get(f"/batches/{batch.id}/error-file").data) == chinese
@@ -343,7 +343,7 @@ def test_rows_that_failed_to_import_read_in_each_readers_language(app, client, f
     page = f"/batches/{batch_id}/items/{item.id}"
     assert _item_error(_html(_reader(app, "sam").get(page))) == item.error
     assert _item_error(_html(_reader(app, "alice").get(page))) == \
-        "操作：请选择同意或驳回; Amount：请输入数字"
+        "操作：请选择同意或驳回；Amount：请输入数字"
 
 
 def test_a_lost_worker_reads_in_each_readers_language(factory, users, app):
