@@ -36,8 +36,9 @@ def test_the_docs_page_shows_every_operation_without_a_token(page, client):
     # an operation opens with its parameters and its documented answers
     tasks = page.locator("#operations-Tasks-list_tasks")
     tasks.locator(".opblock-summary").click()
-    assert tasks.locator("tr[data-param-name='cursor']").is_visible()
-    assert tasks.locator(".responses-table .response[data-code='401']").count() == 1
+    # the block opens a moment after the click: wait for it (up to the default 5 s)
+    expect(tasks.locator("tr[data-param-name='cursor']")).to_be_visible()
+    expect(tasks.locator(".responses-table .response[data-code='401']")).to_have_count(1)
     # "Try it out" without a token calls the API on this origin and shows its 401
     tasks.locator("button.try-out__btn").click()
     tasks.locator("button.execute").click()
