@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.setup import WorkerPool, bench_app, bulk_tasks  # noqa: E402
+from bench.setup import WorkerPool, bench_app, bulk_tasks, review_task  # noqa: E402
 
 FORM = {"amount": 10, "category": "Travel"}
 
@@ -34,19 +34,7 @@ GATEWAY_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
   <bpmn:process id="bench_gateway" name="Bench: review, then director or clerk" isExecutable="true">
     <bpmn:startEvent id="start"/>
     <bpmn:sequenceFlow id="to_review" sourceRef="start" targetRef="review"/>
-    <bpmn:userTask id="review" name="Review" camunda:assignee="alice">
-      <bpmn:extensionElements><camunda:formData>
-        <camunda:formField id="amount" label="Amount" type="double">
-          <camunda:validation><camunda:constraint name="required"/><camunda:constraint name="min" config="0"/>
-          </camunda:validation>
-        </camunda:formField>
-        <camunda:formField id="category" label="Category" type="enum">
-          <camunda:validation><camunda:constraint name="required"/></camunda:validation>
-          <camunda:value id="travel" name="Travel"/><camunda:value id="meals" name="Meals"/>
-        </camunda:formField>
-      </camunda:formData></bpmn:extensionElements>
-    </bpmn:userTask>
-    <bpmn:sequenceFlow id="to_amount" sourceRef="review" targetRef="amount_gateway"/>
+""" + review_task("alice") + """    <bpmn:sequenceFlow id="to_amount" sourceRef="review" targetRef="amount_gateway"/>
     <bpmn:exclusiveGateway id="amount_gateway" name="Over 10,000?" default="to_clerk"/>
     <bpmn:sequenceFlow id="to_director" sourceRef="amount_gateway" targetRef="director">
       <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${amount &gt; 10000}</bpmn:conditionExpression>

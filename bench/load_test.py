@@ -50,7 +50,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.setup import ROOT, WorkerPool, bench_app, bulk_tasks  # noqa: E402
+from bench.setup import ROOT, WorkerPool, bench_app, bulk_tasks, review_task  # noqa: E402
 
 LOCUSTFILE = os.path.join(ROOT, "bench", "locustfile.py")
 USER_PREFIX = "load"
@@ -69,19 +69,7 @@ LOAD_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
   <bpmn:process id="load_claim" name="Load test: claim" isExecutable="true">
     <bpmn:startEvent id="start"/>
     <bpmn:sequenceFlow id="to_review" sourceRef="start" targetRef="review"/>
-    <bpmn:userTask id="review" name="Review" camunda:assignee="${approver}">
-      <bpmn:extensionElements><camunda:formData>
-        <camunda:formField id="amount" label="Amount" type="double">
-          <camunda:validation><camunda:constraint name="required"/><camunda:constraint name="min" config="0"/>
-          </camunda:validation>
-        </camunda:formField>
-        <camunda:formField id="category" label="Category" type="enum">
-          <camunda:validation><camunda:constraint name="required"/></camunda:validation>
-          <camunda:value id="travel" name="Travel"/><camunda:value id="meals" name="Meals"/>
-        </camunda:formField>
-      </camunda:formData></bpmn:extensionElements>
-    </bpmn:userTask>
-    <bpmn:sequenceFlow id="done" sourceRef="review" targetRef="end"/>
+""" + review_task("${approver}") + """    <bpmn:sequenceFlow id="done" sourceRef="review" targetRef="end"/>
     <bpmn:endEvent id="end"/>
   </bpmn:process>
 </bpmn:definitions>

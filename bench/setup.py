@@ -17,6 +17,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+
+def review_task(assignee):
+    """The BPMN user task the benchmarks' processes start with: "review", assigned to ``assignee``
+    (``camunda:assignee``), with a required amount (at least 0) and a required category."""
+    return f"""    <bpmn:userTask id="review" name="Review" camunda:assignee="{assignee}">
+      <bpmn:extensionElements><camunda:formData>
+        <camunda:formField id="amount" label="Amount" type="double">
+          <camunda:validation><camunda:constraint name="required"/><camunda:constraint name="min" config="0"/>
+          </camunda:validation>
+        </camunda:formField>
+        <camunda:formField id="category" label="Category" type="enum">
+          <camunda:validation><camunda:constraint name="required"/></camunda:validation>
+          <camunda:value id="travel" name="Travel"/><camunda:value id="meals" name="Meals"/>
+        </camunda:formField>
+      </camunda:formData></bpmn:extensionElements>
+    </bpmn:userTask>
+"""
+
 def bench_app(kind="sqlite"):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
