@@ -27,7 +27,7 @@ from functools import lru_cache
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
-from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask, MultiInstanceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.util.task import TaskState
@@ -92,10 +92,32 @@ def specs(bpmn):
     key = parser.get_process_ids()[0]
     spec, subprocess_specs = parser.get_spec(key), parser.get_subprocess_specs(key)
     for each in [spec, *subprocess_specs.values()]:
-        for task_spec in each.task_specs.values():
-            if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
-                _name_collection(task_spec)
+        for task_spec in list(each.task_specs.values()):
+            if isinstance(task_spec, LoopTask):
+                _settle_loop(each, task_spec)
     return spec, subprocess_specs
+
+
+def _settle_loop(process_spec, task_spec):
+    """Finish a loop task's spec (a 会签) now, as SpiffWorkflow finishes it only when the task runs.
+
+    SpiffWorkflow completes these specs lazily, in the process that runs the task: a multi-instance task
+    connects its instances' completion to its ``merge_child`` when it creates them, and the Camunda task
+    sets its input collection from ``camunda:collection`` when it starts. A spec parsed here serves every
+    instance of the file in this process, also those whose countersign was started in another process
+    (another worker, a web process, before a restart). On an unfinished spec a signer's task completed but
+    the countersign never learnt it: the instance waited for nothing, for good, or a sequential one let the
+    first signer decide alone. (SpiffWorkflow's own spec deserializer makes the same connection.)
+    """
+    if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
+        _name_collection(task_spec)
+        if task_spec.cardinality is None:  # what camunda's update_task_spec sets, in the same way
+            task_spec.data_input = TaskDataReference(task_spec.data_output.bpmn_id)
+            if task_spec.output_item is not None:
+                task_spec.input_item = TaskDataReference(task_spec.output_item.bpmn_id)
+    child = process_spec.task_specs[task_spec.task_spec]
+    if not child.completed_event.is_connected(task_spec.merge_child):
+        child.completed_event.connect(task_spec.merge_child)
 
 
 def _name_collection(task_spec):
