@@ -10,42 +10,17 @@ The process is tests/bpmn_files/countersign_review.bpmn: department review -> ex
 amount -> director (big amounts) -> finance (candidate users; a reject loops back to the department) ->
 countersign by every name in ``signers`` -> end.
 """
-import os
-
 import pytest
 
-from support import ROOT, assert_counters_match_items, snapshot, wait_for
+from bpmn_support import countersign_review
+from support import assert_counters_match_items, snapshot, wait_for
 from portal.batches import dispatch
 from portal.extensions import db
 from portal.models import Batch, Instance, Task
 from portal.workflow.definitions import load_process_file
 from portal.workflow.engine import start_instance
 
-FILE = os.path.join(ROOT, "tests", "bpmn_files", "countersign_review.bpmn")
 SIGNERS = ["alice", "bob"]
-INTO_END = '<bpmn:sequenceFlow id="f_signed" sourceRef="countersign" targetRef="done" />'
-# The countersign's outcome read by a gateway: a reject by any signer ends the claim as rejected.
-INTO_GATEWAY = (
-    '<bpmn:exclusiveGateway id="signed" default="f_agreed" />'
-    '<bpmn:endEvent id="refused"><bpmn:terminateEventDefinition id="refused_terminate" /></bpmn:endEvent>'
-    '<bpmn:sequenceFlow id="f_signed" sourceRef="countersign" targetRef="signed" />'
-    '<bpmn:sequenceFlow id="f_agreed" sourceRef="signed" targetRef="done" />'
-    '<bpmn:sequenceFlow id="f_refused" sourceRef="signed" targetRef="refused">'
-    '<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${action == \'reject\'}'
-    '</bpmn:conditionExpression></bpmn:sequenceFlow>')
-LOOP = '<bpmn:multiInstanceLoopCharacteristics '
-
-
-def countersign_process(sequential=False, after="end"):
-    """The file's process, its countersign parallel or sequential, followed by the end event or a gateway."""
-    with open(FILE, encoding="utf-8") as fh:
-        text = fh.read()
-    assert text.count(LOOP) == 1 and text.count(INTO_END) == 1
-    if sequential:
-        text = text.replace(LOOP, LOOP + 'isSequential="true" ')
-    if after == "gateway":
-        text = text.replace(INTO_END, INTO_GATEWAY)
-    return text.encode("utf-8")
 
 
 def people(factory):
@@ -63,14 +38,18 @@ def pending_at(instance_ids, key, user=None):
     return sorted(found, key=lambda t: t.instance_id)
 
 
+def _finished(batch_id):
+    batch = snapshot(Batch, batch_id)
+    return batch.status == "finished" and batch
+
+
 def run_batch(factory, user, tasks, action="approve", form=None):
     """A batch of ``tasks`` decided by ``user`` in the workers; waits for its end, asserts every item
     succeeded."""
     assert tasks
     batch = factory.batch(user, tasks, action=action, form=form or {}, comment="bulk", concurrency=3)
     dispatch.start(batch)
-    done = wait_for(lambda: (lambda b: b.status == "finished" and b)(snapshot(Batch, batch.id)),
-                    timeout=120, message=f"batch {batch.id} finished")
+    done = wait_for(lambda: _finished(batch.id), timeout=120, message=f"batch {batch.id} finished")
     assert (done.success, done.failed, done.ignored) == (len(tasks), 0, 0)
     assert_counters_match_items(batch.id)
     db.session.rollback()
@@ -107,7 +86,7 @@ def claims_at_the_countersign(factory, who, count=8):
 @pytest.mark.parametrize("after", ["end", "gateway"])
 @pytest.mark.parametrize("sequential", [False, True], ids=["parallel", "sequential"])
 def test_a_countersign_decided_by_batches_in_workers_moves_on(app, factory, workers, sequential, after):
-    load_process_file("countersign_review.bpmn", countersign_process(sequential, after))
+    load_process_file("countersign_review.bpmn", countersign_review(sequential, after))
     db.session.commit()
     who = people(factory)
     workers.start(2, extra_env={"BATCH_CONCURRENCY": "3"})
