@@ -10,6 +10,8 @@ The portal keeps SpiffWorkflow behind these functions:
   ``complete(workflow, engine_task_id, action, values)`` completes one of them with the person's decision
   and form values and runs the engine on to the next user tasks or the end.
 - ``reset_to(workflow, engine_task_id)`` makes a completed user task ready again (recall).
+- ``resume(workflow)`` runs the engine on from a stored state that an earlier defect left short (repair of
+  an instance that waits for nothing, ``portal.workflow.repair``).
 
 Conditions on sequence flows and 会签 completion conditions are evaluated by
 ``portal.workflow.expressions`` (``ConditionEngine``), never by Python's ``eval``: the engine's default script
@@ -203,6 +205,33 @@ def reset_to(workflow, engine_task_id):
     """Make a completed user task ready again, dropping what followed it (recall)."""
     workflow.reset_from_task_id(uuid.UUID(engine_task_id))
     workflow.do_engine_steps()
+
+
+def resume(workflow):
+    """Run the engine on from a restored state, catching up what the process that stored it missed.
+
+    A 会签 whose signers' tasks completed without their completion reaching the multi-instance task (see
+    ``_settle_loop``) waits for nothing. Each such signer's task is merged now, in the order they decided,
+    as the engine would have merged it then (a sequential countersign asks its next signer; a completion
+    condition is evaluated), and the engine runs on to its next user tasks or its end. Returns how many
+    signers' tasks were merged.
+    """
+    merged = 0
+    for parent in workflow.get_tasks(state=TaskState.STARTED):
+        spec = parent.task_spec
+        if not isinstance(spec, LoopTask):
+            continue
+        known = set(parent.internal_data.get("merged", []))
+        missed = sorted((child for child in spec._instances(parent)
+                         if child.state == TaskState.COMPLETED and str(child.id) not in known),
+                        key=lambda child: child.last_state_change)
+        for child in missed:
+            if parent.state != TaskState.STARTED:  # a completion condition held: the rest are cancelled
+                break
+            spec.merge_child(child.workflow, child)
+            merged += 1
+    workflow.do_engine_steps()
+    return merged
 
 
 def variables_of(task):
