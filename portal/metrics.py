@@ -123,6 +123,10 @@ class _Metrics:
         self.recovery_actions = Counter(
             "portal_recovery_actions", "What recovery did, by kind (reclaimed items, retried items, "
             "closed batches, stalled batches restarted).", ["kind"], registry=None)
+        self.stuck_instances = Counter(
+            "portal_stuck_instances", "Running instances recovery found waiting on nothing (no pending "
+            "task), by outcome: repaired, or unrepaired (found again on every pass until dealt with).",
+            ["outcome"], registry=None)
         self.http_requests = Counter(
             "portal_http_requests", "HTTP requests answered, by endpoint and status.",
             ["endpoint", "status"], registry=None)
@@ -169,6 +173,11 @@ def _on_items_retried(_batch_id, count, automatic, **_extra):
 @_never_raises
 def _on_recovery_acted(kind, count, **_extra):
     _metrics.recovery_actions.labels(kind=kind).inc(count)
+
+
+@_never_raises
+def _on_stuck_instances(outcome, count, **_extra):
+    _metrics.stuck_instances.labels(outcome=outcome).inc(count)
 
 
 @_never_raises
@@ -413,6 +422,7 @@ def init_app(app):
     events.item_finished.connect(_on_item_finished)
     events.items_retried.connect(_on_items_retried)
     events.recovery_acted.connect(_on_recovery_acted)
+    events.stuck_instances.connect(_on_stuck_instances)
     request_started.connect(_on_request_started, app)
     request_finished.connect(_on_request_finished, app)
     app.add_url_rule("/metrics", "metrics", metrics_view)

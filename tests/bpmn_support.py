@@ -1,6 +1,8 @@
 """Small BPMN files for tests: ``process_xml(key, body)`` wraps flow elements in a Camunda 7 definitions file,
 and ``flow``/``user_task``/``gateway`` write the elements people draw most, so that a test shows its process in
-a few lines. The files carry no diagram (the loader does not need one)."""
+a few lines. The files carry no diagram (the loader does not need one). ``countersign_review`` reads the
+review-and-countersign file of tests/bpmn_files in its variants."""
+import os
 from xml.sax.saxutils import escape, quoteattr
 
 HEADER = ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -65,3 +67,31 @@ def end(ident, terminate=False):
 def number_field(key, required=False):
     constraint = '<camunda:validation><camunda:constraint name="required"/></camunda:validation>' if required else ""
     return f'<camunda:formField id="{key}" label="{key.title()}" type="long">{constraint}</camunda:formField>'
+
+
+# tests/bpmn_files/countersign_review.bpmn (a review ending in a parallel 会签) and its variants.
+COUNTERSIGN_REVIEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpmn_files",
+                                  "countersign_review.bpmn")
+INTO_END = '<bpmn:sequenceFlow id="f_signed" sourceRef="countersign" targetRef="done" />'
+# The countersign's outcome read by a gateway: a reject by any signer ends the claim as rejected.
+INTO_GATEWAY = (
+    '<bpmn:exclusiveGateway id="signed" default="f_agreed" />'
+    '<bpmn:endEvent id="refused"><bpmn:terminateEventDefinition id="refused_terminate" /></bpmn:endEvent>'
+    '<bpmn:sequenceFlow id="f_signed" sourceRef="countersign" targetRef="signed" />'
+    '<bpmn:sequenceFlow id="f_agreed" sourceRef="signed" targetRef="done" />'
+    '<bpmn:sequenceFlow id="f_refused" sourceRef="signed" targetRef="refused">'
+    '<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${action == \'reject\'}'
+    '</bpmn:conditionExpression></bpmn:sequenceFlow>')
+LOOP = '<bpmn:multiInstanceLoopCharacteristics '
+
+
+def countersign_review(sequential=False, after="end"):
+    """The file's process, its countersign parallel or sequential, followed by the end event or a gateway."""
+    with open(COUNTERSIGN_REVIEW, encoding="utf-8") as fh:
+        text = fh.read()
+    assert text.count(LOOP) == 1 and text.count(INTO_END) == 1
+    if sequential:
+        text = text.replace(LOOP, LOOP + 'isSequential="true" ')
+    if after == "gateway":
+        text = text.replace(INTO_END, INTO_GATEWAY)
+    return text.encode("utf-8")

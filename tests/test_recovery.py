@@ -468,7 +468,8 @@ def test_two_recoveries_at_once_do_each_thing_once(factory, monkeypatch, clock, 
         assert_counters_match_items(batch_id)
     # a third run finds nothing left to do
     assert recovery.recover(clock.now()) == {"reclaimed": 0, "retried": 0, "closed": 0,
-                                             "stalled": 0, "restart": []}
+                                             "stalled": 0, "stuck_repaired": 0,
+                                             "stuck_unrepaired": 0, "restart": []}
 
 
 def test_a_recovery_working_from_a_stale_list_does_nothing_twice(factory, monkeypatch, clock, app):
@@ -487,7 +488,8 @@ def test_a_recovery_working_from_a_stale_list_does_nothing_twice(factory, monkey
 
     first, second = recovery.recover(now), recovery.recover(now)
     assert (first["reclaimed"], first["retried"], first["stalled"]) == (2, 1, 1)
-    assert second == {"reclaimed": 0, "retried": 0, "closed": 0, "stalled": 0, "restart": []}
+    assert second == {"reclaimed": 0, "retried": 0, "closed": 0, "stalled": 0, "stuck_repaired": 0,
+                      "stuck_unrepaired": 0, "restart": []}
     for batch_id in (scenario["leased"][0], scenario["stalled"], scenario["failed"][0]):
         assert_counters_match_items(batch_id)
 

@@ -12,7 +12,10 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
    such an item at the limit, so this finds items after the limit was raised;
 3. running batches with nothing left to run are closed;
 4. pending or running batches with runnable items and no progress for
-   BATCH_STALL_SECONDS (never started, lanes lost with Redis) are restarted.
+   BATCH_STALL_SECONDS (never started, lanes lost with Redis) are restarted;
+5. running instances that wait on nothing (no pending task, nothing else the
+   engine waits on) are reported and repaired from their engine state
+   (``portal.workflow.repair``), or reported and left when that cannot be done.
 
 Every step re-checks its condition under a row lock and changes the row it
 checked, so running it twice, or in two schedulers at once, does the work
@@ -24,6 +27,7 @@ may pass a later one to let leases expire early); the times written, such as
 a retry's ``next_attempt_at``, come from the real clock so workers can act on
 them.
 """
+import logging
 from datetime import timedelta
 
 from flask import current_app
@@ -37,6 +41,9 @@ from portal.extensions import db
 from portal.messages import N_
 from portal.models import Batch, BatchItem, BatchItemAttempt
 from portal.models.base import utcnow
+from portal.workflow import repair
+
+log = logging.getLogger(__name__)
 
 # Unexpected failures older than this are left for a person to retry.
 RECENT_FAILURES = timedelta(hours=24)
@@ -211,6 +218,46 @@ def restart_stalled_batches(now=None):
     return [batch_id for batch_id in stalled_batches(now) if _take_stalled(batch_id, cutoff)]
 
 
+# --- 5. instances that wait on nothing ---------------------------------------------------
+
+def _repair_one(instance_id):
+    """Repair one stuck instance in its own transaction; the Repair, or None if it was not stuck."""
+    try:
+        result = repair.repair_instance(instance_id)
+    except Exception as exc:  # noqa: BLE001 - one instance must not stop the pass
+        db.session.rollback()
+        log.exception("instance %s waits on nothing and its repair failed", instance_id)
+        return repair.Repair(instance_id, False, reason=f"{type(exc).__name__}: {exc}")
+    if result is None:  # moved on meanwhile, or being moved on now
+        db.session.rollback()
+        return None
+    if not result.repaired:
+        db.session.rollback()
+        log.error("instance %s is running and waits on nothing; not repaired: %s", instance_id, result.reason)
+        return result
+    db.session.commit()
+    log.warning("instance %s was running and waited on nothing; repaired: now %s, tasks opened at %s",
+                instance_id, result.status, result.opened or "none")
+    return result
+
+
+def repair_stuck_instances():
+    """Running instances that wait on nothing, repaired where the engine can move them on;
+    returns {"repaired": n, "unrepaired": n}. An instance left unrepaired is found, reported and counted
+    again on every pass, until a person deals with it."""
+    ids = repair.stuck_instance_ids()
+    db.session.rollback()
+    counts = {"repaired": 0, "unrepaired": 0}
+    for instance_id in ids:
+        result = _repair_one(instance_id)
+        if result is not None:
+            counts["repaired" if result.repaired else "unrepaired"] += 1
+    for outcome, count in counts.items():
+        if count:
+            events.stuck_instances.send(outcome, count=count)
+    return counts
+
+
 # --- one pass -----------------------------------------------------------------------
 
 def recover(now=None):
@@ -220,10 +267,12 @@ def recover(now=None):
     retried = retry_unexpected_failures(now)
     closed = finish_drained_batches()
     restarted = restart_stalled_batches(now)
+    stuck = repair_stuck_instances()
     for kind, count in (("reclaimed", len(reclaimed)), ("retried", sum(retried.values())),
                         ("closed", closed), ("stalled", len(restarted))):
         if count:
             events.recovery_acted.send(kind, count=count)
     return {"reclaimed": len(reclaimed), "retried": sum(retried.values()), "closed": closed,
-            "stalled": len(restarted),
+            "stalled": len(restarted), "stuck_repaired": stuck["repaired"],
+            "stuck_unrepaired": stuck["unrepaired"],
             "restart": sorted(set(reclaimed) | set(retried) | set(restarted))}

@@ -10,6 +10,8 @@ The portal keeps SpiffWorkflow behind these functions:
   ``complete(workflow, engine_task_id, action, values)`` completes one of them with the person's decision
   and form values and runs the engine on to the next user tasks or the end.
 - ``reset_to(workflow, engine_task_id)`` makes a completed user task ready again (recall).
+- ``resume(workflow)`` runs the engine on from a stored state that an earlier defect left short (repair of
+  an instance that waits for nothing, ``portal.workflow.repair``).
 
 Conditions on sequence flows and 会签 completion conditions are evaluated by
 ``portal.workflow.expressions`` (``ConditionEngine``), never by Python's ``eval``: the engine's default script
@@ -27,7 +29,7 @@ from functools import lru_cache
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
-from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask, MultiInstanceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.util.task import TaskState
@@ -92,10 +94,32 @@ def specs(bpmn):
     key = parser.get_process_ids()[0]
     spec, subprocess_specs = parser.get_spec(key), parser.get_subprocess_specs(key)
     for each in [spec, *subprocess_specs.values()]:
-        for task_spec in each.task_specs.values():
-            if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
-                _name_collection(task_spec)
+        for task_spec in list(each.task_specs.values()):
+            if isinstance(task_spec, LoopTask):
+                _settle_loop(each, task_spec)
     return spec, subprocess_specs
+
+
+def _settle_loop(process_spec, task_spec):
+    """Finish a loop task's spec (a 会签) now, as SpiffWorkflow finishes it only when the task runs.
+
+    SpiffWorkflow completes these specs lazily, in the process that runs the task: a multi-instance task
+    connects its instances' completion to its ``merge_child`` when it creates them, and the Camunda task
+    sets its input collection from ``camunda:collection`` when it starts. A spec parsed here serves every
+    instance of the file in this process, also those whose countersign was started in another process
+    (another worker, a web process, before a restart). On an unfinished spec a signer's task completed but
+    the countersign never learnt it: the instance waited for nothing, for good, or a sequential one let the
+    first signer decide alone. (SpiffWorkflow's own spec deserializer makes the same connection.)
+    """
+    if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
+        _name_collection(task_spec)
+        if task_spec.cardinality is None:  # what camunda's update_task_spec sets, in the same way
+            task_spec.data_input = TaskDataReference(task_spec.data_output.bpmn_id)
+            if task_spec.output_item is not None:
+                task_spec.input_item = TaskDataReference(task_spec.output_item.bpmn_id)
+    child = process_spec.task_specs[task_spec.task_spec]
+    if not child.completed_event.is_connected(task_spec.merge_child):
+        child.completed_event.connect(task_spec.merge_child)
 
 
 def _name_collection(task_spec):
@@ -181,6 +205,33 @@ def reset_to(workflow, engine_task_id):
     """Make a completed user task ready again, dropping what followed it (recall)."""
     workflow.reset_from_task_id(uuid.UUID(engine_task_id))
     workflow.do_engine_steps()
+
+
+def resume(workflow):
+    """Run the engine on from a restored state, catching up what the process that stored it missed.
+
+    A 会签 whose signers' tasks completed without their completion reaching the multi-instance task (see
+    ``_settle_loop``) waits for nothing. Each such signer's task is merged now, in the order they decided,
+    as the engine would have merged it then (a sequential countersign asks its next signer; a completion
+    condition is evaluated), and the engine runs on to its next user tasks or its end. Returns how many
+    signers' tasks were merged.
+    """
+    merged = 0
+    for parent in workflow.get_tasks(state=TaskState.STARTED):
+        spec = parent.task_spec
+        if not isinstance(spec, LoopTask):
+            continue
+        known = set(parent.internal_data.get("merged", []))
+        missed = sorted((child for child in spec._instances(parent)
+                         if child.state == TaskState.COMPLETED and str(child.id) not in known),
+                        key=lambda child: child.last_state_change)
+        for child in missed:
+            if parent.state != TaskState.STARTED:  # a completion condition held: the rest are cancelled
+                break
+            spec.merge_child(child.workflow, child)
+            merged += 1
+    workflow.do_engine_steps()
+    return merged
 
 
 def variables_of(task):
