@@ -67,7 +67,7 @@ def run_all_command(port):
         procs.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
 
     click.echo(f"\nBatch approval portal on http://127.0.0.1:{port} "
-               f"({workers} worker{'s' if workers > 1 else ''})")
+               f"({workers} worker{'s' if workers > 1 else ''} and one for the deliveries)")
     click.echo(f"Demo logins, password {DEMO_PASSWORD}:")
     for name, role, roles, locale in DEMO_USERS:
         click.echo(f"  {name:<11} {role}{' + ' + roles if roles else ''}")
