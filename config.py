@@ -17,6 +17,17 @@ def _bool_env(name):
     return (os.environ.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _networks_env(name):
+    """A list of CIDRs (comma or space separated), kept as written once each one is checked."""
+    from portal.notices.addresses import parse_networks
+    value = (os.environ.get(name) or "").strip()
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return value
+
+
 def normalize_database_url(url):
     """Accept plain ``postgresql://`` URLs and route them to psycopg 3."""
     if url.startswith("postgres://"):
@@ -69,6 +80,8 @@ class Config:
     # ...else it goes on with another slice, for this long at most.
     BATCH_LANE_MAX_SECONDS = 30
     QUEUE_NAME = "portal"
+    # Notice deliveries wait on a queue of their own: a slow receiver never holds batch work.
+    DELIVERY_QUEUE_NAME = "portal-deliveries"
     TESTING = False
 
     @classmethod
@@ -119,8 +132,12 @@ class Config:
             MAIL_SENDER=os.environ.get("MAIL_SENDER") or "portal@localhost",
             # The portal's address as people reach it, for links in e-mails (e.g. https://portal.example.com).
             PORTAL_URL=os.environ.get("PORTAL_URL") or "",
-            # Webhooks: each delivery's time limit and how many attempts before it is given up.
+            # Webhooks: the time limit of one attempt, all of it (resolving, connecting, sending,
+            # reading the answer), and how many attempts before a delivery is given up.
             WEBHOOK_TIMEOUT_SECONDS=_int_env("WEBHOOK_TIMEOUT_SECONDS", 10),
             WEBHOOK_MAX_ATTEMPTS=_int_env("WEBHOOK_MAX_ATTEMPTS", 5),
+            # Networks webhooks may reach although they are not public (loopback, private,
+            # link-local...): CIDRs, comma or space separated; empty, the default: none.
+            WEBHOOK_ALLOWED_NETWORKS=_networks_env("WEBHOOK_ALLOWED_NETWORKS"),
         )
         return settings

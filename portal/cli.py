@@ -172,14 +172,18 @@ def _prepare_work_horses():
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None)
-def worker_command(burst, name):
-    """One RQ worker on the portal's queue, inside the app context."""
+@click.option("--queue", "queue", type=click.Choice(["all", "batches", "deliveries"]),
+              default="all", show_default=True,
+              help="batches: batch work and recovery only; deliveries: notice deliveries only; "
+                   "all: both, batch work first.")
+def worker_command(burst, name, queue):
+    """One RQ worker on the portal's queues, inside the app context."""
     from rq import Worker
-    from portal.queueing import get_queue, get_redis
+    from portal.queueing import get_redis, worker_queues
     _prepare_work_horses()
     _after_fork_dispose()
     db.session.remove()
-    worker = Worker([get_queue()], connection=get_redis(), name=name)
+    worker = Worker(worker_queues(queue), connection=get_redis(), name=name)
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 

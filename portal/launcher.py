@@ -2,7 +2,9 @@
 
 Applies migrations, loads demo data into an empty database, starts the
 embedded Redis unless REDIS_URL is set, then the web server, the RQ workers
-(two on PostgreSQL, one on SQLite) and the scheduler as child processes.
+(two on PostgreSQL, one on SQLite, for the batch work), one RQ worker for the
+notice deliveries (so a slow webhook receiver never holds batch work) and the
+scheduler as child processes.
 Ctrl-C (or SIGTERM) stops them all.
 """
 import os
@@ -30,8 +32,11 @@ def _children(env, port, workers):
     web = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
            "--threads", "4", "--access-logfile", "-", "app:app"]
     return ([("web", web)]
-            + [(f"worker-{n}", flask + ["worker", "--name", f"w{n}-{os.getpid()}"])
+            + [(f"worker-{n}", flask + ["worker", "--name", f"w{n}-{os.getpid()}",
+                                        "--queue", "batches"])
                for n in range(1, workers + 1)]
+            + [("deliveries", flask + ["worker", "--name", f"d1-{os.getpid()}",
+                                       "--queue", "deliveries"])]
             + [("scheduler", flask + ["scheduler"])])
 
 
@@ -62,7 +67,7 @@ def run_all_command(port):
         procs.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
 
     click.echo(f"\nBatch approval portal on http://127.0.0.1:{port} "
-               f"({workers} worker{'s' if workers > 1 else ''})")
+               f"({workers} worker{'s' if workers > 1 else ''} and one for the deliveries)")
     click.echo(f"Demo logins, password {DEMO_PASSWORD}:")
     for name, role, roles, locale in DEMO_USERS:
         click.echo(f"  {name:<11} {role}{' + ' + roles if roles else ''}")

@@ -5,7 +5,9 @@ Every event makes exactly one in-app notice (``records``, from the batch engine'
 ``receivers``), and deliveries on the channels the user chose (``preferences``): an e-mail
 (``mail``) and a POST to each webhook URL (``webhook``), sent by RQ jobs after the event's
 transaction commits (``outbox``, ``jobs``), each attempt logged, retried with backoff
-(``delivery``). ``web`` holds the pages and the navbar badge's count.
+(``delivery``). A webhook reaches public addresses only (``addresses``), through one POST to
+the address that was checked, within a total deadline (``transport``). ``web`` holds the pages and
+the navbar badge's count.
 """
 
 

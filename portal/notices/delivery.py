@@ -11,9 +11,16 @@ A delivery is sent at least once while it can be, and never again once it succee
    delivered, a failure schedules the next attempt with exponential backoff or, after
    ``WEBHOOK_MAX_ATTEMPTS``, gives up.
 
-A worker that dies between sending and step 3 leaves a claim that expires; the delivery is then
-sent again (the receiver tells a repeat by its ``X-Portal-Delivery`` id).
+A worker that dies between sending and step 3 (killed, or its job stopped at the job's timeout)
+leaves a claim that expires; that attempt counted when it was claimed, so it is a failed one: the
+delivery is then sent again (the receiver tells a repeat by its ``X-Portal-Delivery`` id), or
+given up when it was the last. The attempt counter never passes ``WEBHOOK_MAX_ATTEMPTS``.
+
+Times: an attempt takes at most ``attempt_seconds``; its RQ job is stopped at
+``job_timeout_seconds`` (the attempt and its bookkeeping); a claim lasts ``claim_seconds``, longer
+than RQ lets a job live, so no second attempt starts while the first may still send.
 """
+import logging
 import uuid
 from datetime import timedelta
 
@@ -31,6 +38,15 @@ BACKOFF_MAX_SECONDS = 3600
 # A job that runs a little before its due time (clocks of two hosts) still goes ahead.
 EARLY_TOLERANCE = timedelta(seconds=5)
 MAX_ERROR_LENGTH = 500
+# The claim and finish transactions and the job's start, on top of the attempt itself.
+JOB_MARGIN_SECONDS = 30
+# RQ kills a work-horse that outlives its job's timeout 60 s after it, noticed within its 30 s
+# monitoring interval; and 30 s to spare.
+RQ_KILL_MARGIN_SECONDS = 60 + 30 + 30
+# What an attempt whose job died left in the log (the details are in the worker's log).
+DIED = "the attempt did not finish: its job was stopped or its worker died"
+
+log = logging.getLogger(__name__)
 
 
 def backoff_seconds(attempts):
@@ -42,10 +58,24 @@ def max_attempts():
     return max(1, int(current_app.config["WEBHOOK_MAX_ATTEMPTS"]))
 
 
+def attempt_seconds():
+    """How long one attempt may send: a webhook's whole deadline, or (with a mail server) the
+    SMTP timeout if that is longer (it bounds each SMTP exchange; a mail server that overruns
+    the job's timeout makes that attempt a failed one)."""
+    limit = webhook.deadline_seconds()
+    if current_app.config.get("MAIL_SERVER"):
+        limit = max(limit, mail.SMTP_TIMEOUT_SECONDS)
+    return limit
+
+
+def job_timeout_seconds():
+    """RQ's timeout of a delivery job: the attempt and its bookkeeping."""
+    return attempt_seconds() + JOB_MARGIN_SECONDS
+
+
 def claim_seconds():
-    """How long a claim lasts: the send's time limit and a margin for the bookkeeping."""
-    limit = max(int(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]), mail.SMTP_TIMEOUT_SECONDS)
-    return 2 * limit + 30
+    """How long a claim lasts: longer than RQ lets the job that holds it live."""
+    return job_timeout_seconds() + RQ_KILL_MARGIN_SECONDS
 
 
 # --- which deliveries a notice gets --------------------------------------------------------
@@ -88,15 +118,48 @@ def _compose(delivery):
     return webhook.compose(notice, batch)
 
 
+def _unclaimed(now):
+    """A delivery no live attempt holds: never claimed, settled, or its claim expired."""
+    return db.or_(NoticeDelivery.claimed_until.is_(None), NoticeDelivery.claimed_until < now)
+
+
+def _give_up_when_spent(delivery_id, now):
+    """Give the delivery up when its attempts are spent and none is live (its last attempt's job
+    died, or the limit was lowered); True when it was given up here. The attempt whose claim
+    expired is logged as failed: no finish of it came (one that still comes is logged too)."""
+    spent = (NoticeDelivery.id == delivery_id, NoticeDelivery.status == "pending", _unclaimed(now),
+             NoticeDelivery.attempts >= max_attempts())
+    row = db.session.execute(
+        db.select(NoticeDelivery.attempts, NoticeDelivery.claim_token).where(*spent)).first()
+    if row is None:
+        return False
+    given_up = db.session.execute(
+        db.update(NoticeDelivery).where(*spent)
+        .values(status="failed", claim_token=None, claimed_until=None,
+                last_error=DIED if row.claim_token else NoticeDelivery.last_error)
+        .execution_options(synchronize_session=False)).rowcount
+    if given_up and row.claim_token:
+        db.session.add(NoticeDeliveryAttempt(delivery_id=delivery_id, attempt=row.attempts,
+                                             outcome="error", error=DIED, at=now))
+    db.session.commit()
+    if given_up:
+        log.warning("notice delivery %s gave up after %s attempts: %s", delivery_id,
+                    row.attempts, DIED if row.claim_token else "no attempt left")
+    return bool(given_up)
+
+
 def claim(delivery_id, now=None):
     """Take the delivery for one attempt and commit; the Claim, or None when it is not to be sent
-    now (delivered, given up, claimed by another attempt, not due, or no longer wanted)."""
+    now (delivered, given up, claimed by another attempt, not due, no attempt left, or no longer
+    wanted)."""
     now = now or utcnow()
+    if _give_up_when_spent(delivery_id, now):
+        return None
     token = uuid.uuid4().hex
     taken = db.session.execute(
         db.update(NoticeDelivery)
         .where(NoticeDelivery.id == delivery_id, NoticeDelivery.status == "pending",
-               db.or_(NoticeDelivery.claimed_until.is_(None), NoticeDelivery.claimed_until < now),
+               _unclaimed(now), NoticeDelivery.attempts < max_attempts(),
                db.or_(NoticeDelivery.next_attempt_at.is_(None),
                       NoticeDelivery.next_attempt_at <= now + EARLY_TOLERANCE))
         .values(claim_token=token, claimed_until=now + timedelta(seconds=claim_seconds()),
@@ -130,6 +193,10 @@ def send(claimed):
 
 def _settle(delivery, claimed, outcome, error, now):
     """Move the delivery after one attempt; when to try again, or None."""
+    if delivery.status == "failed" and outcome.delivered:
+        # Given up while this attempt, its claim expired, still sent: it did arrive after all.
+        delivery.status, delivery.delivered_at = "delivered", now
+        return None
     if delivery.status != "pending":
         return None  # settled by another attempt after this one's claim expired
     if delivery.claim_token != claimed.token:

@@ -36,6 +36,10 @@ def deliver(delivery_id):
         raise
     if outcome.delivered:
         return "delivered"
+    # The details are the operators': the user's delivery log says only that it failed. (No URL:
+    # a query string may carry a receiver's token; the delivery's row names the target.)
+    log.info("notice delivery %s (%s) attempt %s failed: %s", delivery_id, claimed.channel,
+             claimed.attempt, outcome.error)
     if following is None:
         log.warning("notice delivery %s gave up after %s attempts: %s", delivery_id,
                     claimed.attempt, outcome.error)

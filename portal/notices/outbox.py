@@ -8,6 +8,11 @@ Enqueueing is best effort: when Redis cannot be reached the delivery stays pendi
 and the sweep (``jobs.sweep_deliveries``, run by the scheduler) enqueues it later. Every job of one
 delivery attempt has the same RQ id, so the sweep can tell a delivery whose job still waits in
 Redis from one whose job was lost.
+
+The jobs wait on a queue of their own (``DELIVERY_QUEUE_NAME``, see ``portal.queueing``): a worker
+that listens to both takes batch work first, and ``make run`` gives the deliveries a worker of their
+own, so a slow receiver never holds batch work or recovery. A job's timeout comes from the
+attempt's deadline (``delivery.job_timeout_seconds``).
 """
 import logging
 from datetime import timezone
@@ -18,14 +23,13 @@ from sqlalchemy import event
 
 from portal.extensions import db
 from portal.models.base import utcnow
-from portal.queueing import get_queue, get_redis
+from portal.notices import delivery
+from portal.queueing import get_delivery_queue, get_redis
 
 log = logging.getLogger(__name__)
 
 DELIVER_JOB = "portal.notices.jobs.deliver"
 SESSION_KEY = "portal_notice_deliveries"
-# A delivery job holds the delivery's claim for about this long; the job may run a little longer.
-JOB_TIMEOUT = 300
 # Job states in which a delivery's job will still run (or runs now).
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
@@ -66,8 +70,9 @@ def install_session_hooks():
 def enqueue(delivery_id, attempt, when=None):
     """Enqueue a delivery's attempt now, or at ``when`` (naive UTC); False when Redis refused."""
     try:
-        queue = get_queue()
-        options = {"job_id": job_id(delivery_id, attempt), "job_timeout": JOB_TIMEOUT,
+        queue = get_delivery_queue()
+        options = {"job_id": job_id(delivery_id, attempt),
+                   "job_timeout": delivery.job_timeout_seconds(),
                    "result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
         if when is not None and when > utcnow():
             queue.enqueue_at(when.replace(tzinfo=timezone.utc), DELIVER_JOB, delivery_id, **options)

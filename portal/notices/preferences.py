@@ -2,18 +2,23 @@
 
 A user without a preference row gets the defaults: no e-mail (there is no address to send to yet),
 webhooks on (they reach only endpoints the user registered). A webhook URL must be http or https,
-with a host and without credentials in it; anything else is refused when it is registered.
+with a host and without credentials in it, and its host must not be on a loopback, private or local
+network (``addresses``; unless ``WEBHOOK_ALLOWED_NETWORKS`` allows it); anything else is refused
+when it is registered. A name that does not resolve yet is accepted: every attempt resolves it and
+checks again. An endpoint's secret can be replaced; the old one signs nothing after that.
 """
 import re
 import secrets
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask_babel import gettext as _
 
 from portal.errors import NotFound, ValidationFailed
 from portal.extensions import db
 from portal.models import ApiToken, NoticePreference, WebhookEndpoint
 from portal.models.base import is_db_id, utcnow
+from portal.notices import addresses
 
 MAX_URL_LENGTH = 2000
 MAX_EMAIL_LENGTH = 254
@@ -21,6 +26,8 @@ MAX_ENDPOINTS = 10
 # One address, no display name: what an SMTP envelope takes.
 EMAIL_PATTERN = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\]+")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+# How long registering a URL waits for its host name to resolve.
+REGISTRATION_LOOKUP_SECONDS = 5
 
 
 def preference_of(user_id):
@@ -69,6 +76,21 @@ def url_problem(url):
         return _("The URL names no host.")
     if parts.username is not None or parts.password is not None:
         return _("Put no user name or password in the URL; check the signature instead.")
+    if "%" in parts.hostname:
+        return _("Write the host name without percent-escapes.")
+    return _address_problem(parts)
+
+
+def _address_problem(parts):
+    """Why the URL's host may not receive notices, or None (also when it does not resolve yet)."""
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    try:
+        addresses.checked(parts.hostname, port, addresses.allowed_networks(current_app.config),
+                          REGISTRATION_LOOKUP_SECONDS)
+    except addresses.Refused:
+        return _("Notices are not posted to loopback, private or local network addresses.")
+    except addresses.Unresolved:
+        return None
     return None
 
 
@@ -103,18 +125,38 @@ def add_endpoint(user, url, token_id=None):
     if errors:
         raise ValidationFailed(errors)
     endpoint = WebhookEndpoint(user_id=user.id, token_id=token_id, url=url,
-                               secret=secrets.token_hex(32), created_at=utcnow())
+                               secret=_new_secret(), created_at=utcnow())
     db.session.add(endpoint)
     db.session.flush()
     return endpoint
 
 
-def remove_endpoint(user, endpoint_id):
-    """Stop posting to one of the user's endpoints (NotFound for anyone else's)."""
+def _own_endpoint(user, endpoint_id):
+    """One of the user's endpoints that was not removed (NotFound for anyone else's)."""
     endpoint = db.session.get(WebhookEndpoint, endpoint_id) if is_db_id(endpoint_id) else None
     if endpoint is None or endpoint.user_id != user.id or endpoint.removed_at is not None:
         raise NotFound(_("Webhook not found."))
+    return endpoint
+
+
+def remove_endpoint(user, endpoint_id):
+    """Stop posting to one of the user's endpoints (NotFound for anyone else's)."""
+    endpoint = _own_endpoint(user, endpoint_id)
     endpoint.removed_at = utcnow()
+    db.session.flush()
+    return endpoint
+
+
+def _new_secret():
+    return secrets.token_hex(32)
+
+
+def rotate_secret(user, endpoint_id):
+    """Give one of the user's endpoints a new secret (NotFound for anyone else's); returns the
+    endpoint, whose new secret the caller shows once. Every attempt claimed from now on is signed
+    with it (an attempt reads the secret when it is claimed)."""
+    endpoint = _own_endpoint(user, endpoint_id)
+    endpoint.secret = _new_secret()
     db.session.flush()
     return endpoint
 

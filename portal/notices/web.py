@@ -8,7 +8,8 @@ a notice read).
 """
 import logging
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
+                   request, url_for)
 from flask_babel import gettext as _, lazy_gettext as _l, ngettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -158,7 +159,8 @@ def _waiting_deliveries(user):
         .order_by(NoticeDelivery.id).limit(LOG_SIZE)).all()
 
 
-def _settings_page(preference_form=None, webhook_form=None, new_endpoint=None, status=200):
+def _settings_page(preference_form=None, webhook_form=None, new_endpoint=None, rotated=False,
+                   status=200):
     preference = preferences.preference_of(current_user.id)
     if preference_form is None:
         preference_form = PreferenceForm(formdata=None, obj=preference)
@@ -168,6 +170,7 @@ def _settings_page(preference_form=None, webhook_form=None, new_endpoint=None, s
     return render_template(
         "account/notices.html", preference_form=preference_form, webhook_form=webhook_form,
         endpoints=preferences.endpoints_of(current_user), new_endpoint=new_endpoint,
+        rotated=rotated,
         log=_delivery_log(current_user), waiting=_waiting_deliveries(current_user),
         mail_configured=bool(current_app.config.get("MAIL_SERVER")), texts=texts,
         delivery_labels=DELIVERY_LABELS,
@@ -217,9 +220,24 @@ def add_webhook():
             _refused(form, exc)
         else:
             db.session.commit()
-            # The secret is shown on this answer only: it is not in any later page.
-            return _settings_page(new_endpoint=endpoint)
+            return _secret_page(endpoint)
     return _settings_page(webhook_form=form, status=400)
+
+
+def _secret_page(endpoint, rotated=False):
+    """The settings page showing the endpoint's secret: on this answer only, which no browser or
+    proxy may keep (it is not in any later page)."""
+    response = make_response(_settings_page(new_endpoint=endpoint, rotated=rotated))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/account/notices/webhooks/<int:endpoint_id>/secret", methods=["POST"])
+@login_required
+def rotate_secret(endpoint_id):
+    endpoint = preferences.rotate_secret(current_user, endpoint_id)
+    db.session.commit()
+    return _secret_page(endpoint, rotated=True)
 
 
 @bp.route("/account/notices/webhooks/<int:endpoint_id>/remove", methods=["POST"])

@@ -6,16 +6,20 @@ it (``GET /api/v1/batches/<id>``) when the delivery was first tried, the item fo
 HMAC-SHA256 of the body bytes, keyed with the endpoint's secret>`` and ``X-Portal-Delivery: <id>``
 (the same on every retry of one delivery, so a receiver can drop repeats). Redirects are not
 followed: a URL that answers with one is a failed attempt.
+
+The POST goes through ``transport``: ``WEBHOOK_TIMEOUT_SECONDS`` bounds the whole attempt, and only
+an address ``addresses`` allows is reached (checked again at every attempt, whatever was checked
+when the URL was registered).
 """
 import hashlib
 import hmac
 import json
 import time
 
-import requests
 from flask import current_app
 
 from portal.batches.serialize import batch_to_dict
+from portal.notices import addresses, transport
 from portal.notices.attempt import Outcome
 
 USER_AGENT = "batch-approval-portal-webhook/1"
@@ -43,17 +47,20 @@ def send(claimed):
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
                "X-Portal-Signature": signature(body, claimed.secret),
                "X-Portal-Delivery": str(claimed.delivery_id)}
-    timeout = current_app.config["WEBHOOK_TIMEOUT_SECONDS"]
+    config = current_app.config
     started = time.monotonic()
     try:
-        # stream: the answer's body is never read, however large it is.
-        with requests.post(claimed.target, data=body, headers=headers, timeout=timeout,
-                           allow_redirects=False, stream=True) as response:
-            code = response.status_code
-    except requests.RequestException as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {exc}", _ms_since(started))
+        code = transport.post(claimed.target, body, headers, deadline_seconds(),
+                              addresses.allowed_networks(config))
+    except transport.DeliveryError as exc:
+        return Outcome(False, None, str(exc), _ms_since(started))
     delivered = 200 <= code < 300
     return Outcome(delivered, code, None if delivered else f"HTTP {code}", _ms_since(started))
+
+
+def deadline_seconds():
+    """The time one attempt may take, all of it."""
+    return max(1, int(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]))
 
 
 def _ms_since(started):
