@@ -89,6 +89,8 @@ class Config:
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),
+            # The most elements of a multi-instance (会签) collection: one task each.
+            MAX_MULTI_INSTANCE=_int_env("MAX_MULTI_INSTANCE", 200),
             # An upload is read in a child process limited to this much memory and time.
             EXCEL_READER_MEMORY_MB=_int_env("EXCEL_READER_MEMORY_MB", 512),
             EXCEL_READER_SECONDS=_int_env("EXCEL_READER_SECONDS", 60),

@@ -157,6 +157,13 @@ def _conflict(exc, task_id):
     return back_with_message(exc, url_for("tasks.show", task_id=task_id))
 
 
+def _unmarked_errors(node, errors):
+    """Errors the task page cannot mark next to an input: about an instance variable that is not a
+    field of the node (a multi-instance collection beyond MAX_MULTI_INSTANCE)."""
+    shown = {field["key"] for field in node.fields} | {"action", "comment"}
+    return {key: problem for key, problem in errors.items() if key not in shown}
+
+
 @bp.route("/tasks/<int:task_id>/decide", methods=["POST"])
 def decide(task_id):
     task = visibility.visible_task(current_user, task_id)
@@ -169,7 +176,11 @@ def decide(task_id):
         db.session.commit()
     except ValidationFailed as exc:
         db.session.rollback()
-        flash(_("Please correct the marked fields."), "error")
+        unmarked = _unmarked_errors(task.node, exc.errors)
+        if unmarked:
+            flash(" ".join(f"{key}: {problem}" for key, problem in unmarked.items()), "error")
+        else:
+            flash(_("Please correct the marked fields."), "error")
         return _render_task(task, node_form=node_form, decision_form=decision_form,
                             form_errors=exc.errors, status=422)
     except (Conflict, UserError) as exc:

@@ -14,7 +14,7 @@ from portal.messages import message as _
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
-from portal.workflow import runtime
+from portal.workflow import multi_instance, runtime
 from portal.workflow.definitions import latest_version
 from portal.workflow.engine_sync import apply_sync, plan_sync
 from portal.workflow.versions import version_shape
@@ -39,6 +39,8 @@ def _engine_step(step):
     from SpiffWorkflow.exceptions import SpiffWorkflowException
     try:
         return step()
+    except multi_instance.CollectionTooLong as exc:
+        raise multi_instance.refusal(exc) from None
     except (SpiffWorkflowException, runtime.EngineRefused, TypeError, ValueError, KeyError) as exc:
         current_app.logger.info("engine refused the instance's data: %r", exc)
         raise UserError(_("The process cannot go on with these data: %(detail)s", detail=str(exc))) from None
@@ -92,6 +94,7 @@ def start_instance(process_key, title, data, user):
     initiator = definition.initiator
     if initiator:
         variables[initiator] = user.username
+    multi_instance.check_start(definition.nodes, variables)
     workflow = _engine_step(lambda: runtime.new_workflow(definition.bpmn, variables))
     instance = Instance(process=definition, title=title, data=variables, created_by_id=user.id)
     plan = plan_sync(instance, workflow, [])

@@ -32,6 +32,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
+from portal.workflow import multi_instance
 from portal.workflow.expressions import compile_condition
 
 _VARIABLE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -95,6 +96,7 @@ def specs(bpmn):
         for task_spec in each.task_specs.values():
             if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
                 _name_collection(task_spec)
+                multi_instance.guard(task_spec)  # MAX_MULTI_INSTANCE, checked when the node is entered
     return spec, subprocess_specs
 
 
