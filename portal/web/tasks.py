@@ -25,6 +25,9 @@ from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_nod
 bp = Blueprint("tasks", __name__)
 
 PAGE_SIZE = 50
+# The instance page shows this many of its latest tasks and history entries, with links to older ones.
+TASKS_PAGE = 100
+HISTORY_PAGE = 100
 
 
 @bp.before_request
@@ -246,10 +249,13 @@ def recall(task_id):
 
 @bp.route("/instances/<int:instance_id>")
 def instance(instance_id):
+    """The instance with its latest tasks and history entries; ``tasks_before`` and
+    ``history_before`` show the page of older ones (a long 会签 makes hundreds)."""
     instance = visibility.visible_instance(current_user, instance_id)
-    history = listing.instance_history(instance)
+    tasks = listing.latest_tasks(instance, limit=TASKS_PAGE, before=id_arg("tasks_before"))
+    history = listing.latest_history(instance, limit=HISTORY_PAGE, before=id_arg("history_before"))
     labels = {node.id: field_labels(node) for node in instance.process.nodes}
-    viewable = {t.id for t in instance.tasks if visibility.can_view_task(current_user, t)}
+    viewable = {t.id for t in tasks.rows if visibility.can_view_task(current_user, t)}
     return render_template(
-        "tasks/instance.html", instance=instance, history=history, labels=labels,
+        "tasks/instance.html", instance=instance, tasks=tasks, history=history, labels=labels,
         viewable=viewable, recallable=engine.recallable_task(instance, current_user))
