@@ -76,3 +76,13 @@ def test_weak_password_is_refused(runner):
     result = _run(runner, "user", "create", "frank", "--password", "short")
     assert result.exit_code != 0 and "8 characters" in result.output
     assert db.session.query(User).count() == 0
+
+
+def test_process_load_refuses_a_deeply_nested_file_with_a_clear_error(runner, tmp_path):
+    for text in ("[" * 200000, '{"key": "x", "name": "X", "nodes": ' + "[" * 100 + "]" * 100 + "}"):
+        nested = tmp_path / "nested.json"
+        nested.write_text(text)
+        result = _run(runner, "process", "load", str(nested))
+        assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+        assert "nested more than 32 levels" in result.output
+    assert db.session.query(ProcessDefinition).count() == 0

@@ -13,6 +13,10 @@ from portal.errors import ValidationFailed
 from portal.workflow.forms import FIELD_TYPES
 
 COLUMN_TYPES = ("text", "number", "date", "select", "boolean")
+# Levels of nested objects and lists a JSON file may hold, as in the API's bodies: a definition needs
+# six; Python's parser (and the encoders that store and show a definition) recurse once per level and
+# raise RecursionError, a 500, on files such as "[[[[...".
+MAX_DEPTH = 32
 # Names the task form and the templates use for themselves.
 RESERVED_KEYS = {"action", "comment", "csrf_token", "task_id", "title", "error"}
 
@@ -146,12 +150,31 @@ def load_process_file(filename, content):
     name = (filename or "").lower()
     if name.endswith((".bpmn", ".xml")) or content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return load_bpmn_definition(content)
+    too_deep = ValidationFailed({"file": _("The file is nested more than %(n)s levels deep.", n=MAX_DEPTH)},
+                                message=_("The process definition is invalid."))
     try:
         data = json.loads(content.decode("utf-8-sig"))
+    except RecursionError:
+        raise too_deep from None
     except UnicodeDecodeError:
         raise ValidationFailed({"file": _("The file is not UTF-8 text.")},
                                message=_("The process definition is invalid.")) from None
     except ValueError as exc:
         raise ValidationFailed({"file": _("The file is not valid JSON: %(detail)s", detail=str(exc))},
                                message=_("The process definition is invalid.")) from None
+    if _nested_beyond(data, MAX_DEPTH):
+        raise too_deep
     return load_definition(data)
+
+
+def _nested_beyond(data, limit):
+    """Whether ``data`` nests objects and lists more than ``limit`` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return False
