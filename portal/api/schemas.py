@@ -155,9 +155,12 @@ COMPONENTS = {
                                              "properties": {"node_key": TEXT}}]},
     "HistoryEntry": {
         "type": "object",
-        "required": ["at", "user", "action", "node_key", "comment", "form", "batch_item_id"],
+        "required": ["at", "user", "on_behalf_of", "action", "node_key", "comment", "form",
+                     "batch_item_id"],
         "properties": {
-            "at": TIME, "user": nullable(TEXT),
+            "at": TIME, "user": {**nullable(TEXT), "description": "Who acted."},
+            "on_behalf_of": {**nullable(TEXT), "description": "Whose decision it stands as, when "
+                             "`user` decided for them (a batch item `user` corrected); else null."},
             "action": {"type": "string", "description": "start, approve, reject, countersign, "
                                                         "sign, recall, suspend or resume."},
             "node_key": nullable(TEXT), "comment": nullable(TEXT),

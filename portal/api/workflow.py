@@ -86,7 +86,9 @@ def instance_to_dict(instance):
 
 def history_to_dict(entry):
     return {"at": iso_time(entry.created_at),
-            "user": entry.user.username if entry.user else None, "action": entry.action,
+            "user": entry.user.username if entry.user else None,
+            "on_behalf_of": entry.on_behalf_of.username if entry.on_behalf_of else None,
+            "action": entry.action,
             "node_key": entry.node.key if entry.node else None, "comment": entry.comment,
             "form": entry.form, "batch_item_id": entry.batch_item_id}
 

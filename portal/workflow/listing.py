@@ -67,7 +67,8 @@ def awaiting_signature(user, limit=50):
 
 def _history_query(instance):
     return (db.select(History).where(History.instance_id == instance.id)
-            .options(selectinload(History.user), selectinload(History.node)))
+            .options(selectinload(History.user), selectinload(History.on_behalf_of),
+                     selectinload(History.node)))
 
 
 def _tasks_query(instance):
