@@ -121,6 +121,8 @@ class Config:
             MAIL_SENDER=os.environ.get("MAIL_SENDER") or "portal@localhost",
             # The portal's address as people reach it, for links in e-mails (e.g. https://portal.example.com).
             PORTAL_URL=os.environ.get("PORTAL_URL") or "",
+            # The port ``make run`` serves on; e-mail links use it when PORTAL_URL (and SERVER_NAME) is unset.
+            PORT=_int_env("PORT", 5000),
             # Webhooks: each delivery's time limit and how many attempts before it is given up.
             WEBHOOK_TIMEOUT_SECONDS=_int_env("WEBHOOK_TIMEOUT_SECONDS", 10),
             WEBHOOK_MAX_ATTEMPTS=_int_env("WEBHOOK_MAX_ATTEMPTS", 5),

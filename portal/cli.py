@@ -175,7 +175,11 @@ def _prepare_work_horses():
 def worker_command(burst, name):
     """One RQ worker on the portal's queue, inside the app context."""
     from rq import Worker
+    from portal.notices.texts import portal_url_warning
     from portal.queueing import get_queue, get_redis
+    warning = portal_url_warning()
+    if warning:  # the links of the e-mails this worker sends
+        current_app.logger.warning(warning)
     _prepare_work_horses()
     _after_fork_dispose()
     db.session.remove()
