@@ -99,6 +99,16 @@ def test_upload_refuses_a_deeply_nested_json_file_with_a_400(client, factory, co
     assert db.session.execute(db.select(db.func.count(ProcessDefinition.id))).scalar() == 1
 
 
+def test_the_upload_page_lists_an_ignored_form_key_as_a_warning(client, factory):
+    from test_cli import FORM_KEY_BPMN, FORM_KEY_WARNING
+    factory.standard()
+    login(client, "admin")
+    response = _upload(client, FORM_KEY_BPMN, "inspect.bpmn")
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Loaded inspect version 1." in page and FORM_KEY_WARNING.replace("'", "&#39;") in page
+
+
 def test_create_user_and_change_roles(client, factory):
     factory.standard()
     login(client, "admin")
