@@ -102,6 +102,8 @@ class Config:
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),
+            # The most elements of a multi-instance (会签) collection: one task each.
+            MAX_MULTI_INSTANCE=_int_env("MAX_MULTI_INSTANCE", 200),
             # An upload is read in a child process limited to this much memory and time.
             EXCEL_READER_MEMORY_MB=_int_env("EXCEL_READER_MEMORY_MB", 512),
             EXCEL_READER_SECONDS=_int_env("EXCEL_READER_SECONDS", 60),
@@ -132,6 +134,8 @@ class Config:
             MAIL_SENDER=os.environ.get("MAIL_SENDER") or "portal@localhost",
             # The portal's address as people reach it, for links in e-mails (e.g. https://portal.example.com).
             PORTAL_URL=os.environ.get("PORTAL_URL") or "",
+            # The port ``make run`` serves on; e-mail links use it when PORTAL_URL (and SERVER_NAME) is unset.
+            PORT=_int_env("PORT", 5000),
             # Webhooks: the time limit of one attempt, all of it (resolving, connecting, sending,
             # reading the answer), and how many attempts before a delivery is given up.
             WEBHOOK_TIMEOUT_SECONDS=_int_env("WEBHOOK_TIMEOUT_SECONDS", 10),

@@ -6,6 +6,7 @@ every other one of that user, a password reset or disabling all of them. API
 tokens are revoked one by one and stay revoked whatever happens to the user.
 """
 import secrets
+import unicodedata
 from datetime import timedelta
 from functools import lru_cache
 
@@ -40,13 +41,35 @@ def _password_errors(password, field="password"):
     return {}
 
 
+def username_key(username):
+    """What a user name reads as: NFKC (full-width letters are the ASCII ones) and case folded.
+
+    Two names with the same key name the same person to a reader (``alice``, ``Alice``, ``ａｌｉｃｅ``)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+def username_problem(username):
+    """Why ``username`` (stripped) cannot name a new user, or None; the one rule of the admin page and
+    the CLI. Names of existing users are left as they are, clashing or not."""
+    if not username or len(username) > 80 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
+        return _("Use 1-80 letters, digits, dot, dash or underscore.")
+    if find_user(username) is not None:
+        return _("This name is taken.")
+    key = username_key(username)
+    # Every name is read: a key column could not be unique over the lookalikes made before this rule.
+    for existing in db.session.execute(db.select(User.username)).scalars():
+        if username_key(existing) == key:
+            return _("This name differs from the existing user %(name)s only by case or character width.",
+                     name=existing)
+    return None
+
+
 def create_user(username, password, role="user", workflow_roles="", locale=None):
     errors = {}
     username = (username or "").strip()
-    if not username or len(username) > 80 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
-        errors["username"] = _("Use 1-80 letters, digits, dot, dash or underscore.")
-    elif find_user(username) is not None:
-        errors["username"] = _("This name is taken.")
+    problem = username_problem(username)
+    if problem is not None:
+        errors["username"] = problem
     if role not in ROLES:
         errors["role"] = _("Choose user, supervisor or admin.")
     errors.update(_password_errors(password))

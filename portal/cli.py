@@ -28,20 +28,22 @@ def _fail(exc):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def process_load(path):
     """Load a process file, JSON or BPMN 2.0 (a changed one becomes a new version)."""
-    from portal.workflow.definitions import load_process_file
+    from portal.workflow.definitions import load_process_report
     try:
         with open(path, "rb") as fh:
             content = fh.read()
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot be read ({exc})")
     try:
-        definition, created = load_process_file(path, content)
+        report = load_process_report(path, content)
         db.session.commit()
     except WorkflowError as exc:
         db.session.rollback()
         _fail(exc)
-    state = "loaded" if created else "unchanged"
-    click.echo(f"{definition.key} version {definition.version} {state}")
+    state = "loaded" if report.created else "unchanged"
+    click.echo(f"{report.definition.key} version {report.definition.version} {state}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
 
 
 @user_cli.command("create")
@@ -179,7 +181,11 @@ def _prepare_work_horses():
 def worker_command(burst, name, queue):
     """One RQ worker on the portal's queues, inside the app context."""
     from rq import Worker
+    from portal.notices.texts import portal_url_warning
     from portal.queueing import get_redis, worker_queues
+    warning = portal_url_warning()
+    if warning:  # the links of the e-mails this worker sends
+        current_app.logger.warning(warning)
     _prepare_work_horses()
     _after_fork_dispose()
     db.session.remove()

@@ -40,12 +40,30 @@ def _children(env, port, workers):
             + [("scheduler", flask + ["scheduler"])])
 
 
+def child_environment(app, port):
+    """(the environment of the processes run-all starts, the warning to show once or None).
+
+    The children serve and link to ``port``: without PORTAL_URL, e-mail links point to the
+    address served here, and the children are given it so that each does not warn again."""
+    from portal.notices.texts import portal_url_warning, served_url
+    from portal.queueing import redis_url_for
+    env = dict(os.environ)
+    env["REDIS_URL"] = redis_url_for(app)
+    env["PORTAL_INSTANCE_PATH"] = app.instance_path
+    env.setdefault("SECRET_KEY", app.config["SECRET_KEY"])
+    env["PORT"] = str(port)
+    with app.app_context():
+        warning = portal_url_warning(served_url(port))
+    if warning:
+        env["PORTAL_URL"] = served_url(port)
+    return env, warning
+
+
 @click.command("run-all")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", 5000)), show_default="5000")
 def run_all_command(port):
     """Migrate, seed, and run web + workers + scheduler until Ctrl-C."""
     from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
-    from portal.queueing import redis_url_for
 
     upgrade()
     # Metric files of the previous run would keep adding to this run's counters.
@@ -58,10 +76,9 @@ def run_all_command(port):
     db.session.remove()
     db.engine.dispose()
 
-    env = dict(os.environ)
-    env["REDIS_URL"] = redis_url_for(current_app._get_current_object())
-    env["PORTAL_INSTANCE_PATH"] = current_app.instance_path
-    env.setdefault("SECRET_KEY", current_app.config["SECRET_KEY"])
+    env, warning = child_environment(current_app._get_current_object(), port)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
     procs = []
     for name, argv in _children(env, port, workers):
         procs.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))

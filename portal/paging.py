@@ -1,5 +1,6 @@
 """Pagination: keyset pages on an id column, for long lists (a batch's items,
-the API), and numbered pages with a total, for short ones a person browses.
+the API, an instance's history read from its end), and numbered pages with a
+total, for short ones a person browses.
 
 A keyset page is one indexed range scan, however deep the reader has paged,
 so a batch of 100,000 items pages as fast as one of ten.
@@ -47,6 +48,19 @@ def keyset_page(query, column, *, limit, after=None, before=None, descending=Fal
     if not rows:
         return EMPTY
     return Page(rows, rows[0].id if has_previous else None, rows[-1].id if has_next else None)
+
+
+def latest_page(query, column, *, limit, before=None):
+    """The last ``limit`` rows of ``query`` on ascending ``column``, or the ``limit`` rows just
+    before ``before``, in ascending order: a list a person reads from its end.
+
+    ``previous_cursor`` is the ``before`` of the page of older rows (None: nothing older);
+    ``next_cursor`` is None on the latest page.
+    """
+    if before is not None:
+        return keyset_page(query, column, limit=limit, before=before)
+    newest_first = keyset_page(query, column, limit=limit, descending=True)
+    return Page(list(reversed(newest_first.rows)), newest_first.next_cursor, None)
 
 
 @dataclass

@@ -190,7 +190,9 @@ def test_the_document_lists_the_operation_and_the_answer_fits_it(client, api, us
     operation = document["paths"]["/instances/{instance_id}"]["get"]
     assert operation["tags"] == ["Instances"]
     assert [(p["name"], p["in"], p["schema"]["type"]) for p in operation["parameters"]] == [
-        ("instance_id", "path", "integer")]
+        ("instance_id", "path", "integer"), ("history_limit", "query", "integer"),
+        ("history_cursor", "query", "integer"), ("tasks_limit", "query", "integer"),
+        ("tasks_cursor", "query", "integer")]
     assert {"200", "401", "404"} <= set(operation["responses"])
     reply_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
 

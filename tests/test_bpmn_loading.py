@@ -342,9 +342,79 @@ def test_user_task_refusals(inner, words):
     assert words in errors["review"], errors
 
 
-def test_external_form_refused():
-    errors = refusal(chain(task_with('camunda:assignee="alice" camunda:formKey="embedded:app:forms/x.html"')))
-    assert "camunda:formKey is not supported" in errors["review"]
+def test_a_form_key_beside_form_fields_loads_with_a_warning_and_the_fields_are_used():
+    fields = form('<camunda:formField id="amount" label="Amount" type="long" />')
+    process = load_bpmn(chain(task_with('camunda:assignee="alice" camunda:formKey="embedded:app:forms/x.html"',
+                                        fields)))
+    [node] = process.nodes
+    assert [f["key"] for f in node["fields"]] == ["amount"]
+    assert process.warnings == ["User task 'Review': formKey 'embedded:app:forms/x.html' is not rendered; "
+                                "the task uses its form fields."]
+
+
+def test_a_form_key_without_form_fields_loads_with_a_warning():
+    process = load_bpmn(chain(task_with('camunda:assignee="alice" camunda:formKey="app:approve.html"')))
+    assert process.nodes[0]["fields"] == []
+    assert process.warnings == ["User task 'Review': formKey 'app:approve.html' is not rendered; the task has "
+                                "no form fields."]
+
+
+def test_a_file_without_form_keys_has_no_warnings():
+    assert load_bpmn(chain(TASK)).warnings == []
+
+
+@pytest.mark.parametrize("attributes, words", [
+    ('camunda:formRef="invoice-form"', "camunda:formRef is not supported"),
+    ('camunda:formKey="camunda-forms:deployment:task.form"', "camunda:formKey is not supported"),
+])
+def test_linked_forms_are_still_refused(attributes, words):
+    errors = refusal(chain(task_with('camunda:assignee="alice" ' + attributes)))
+    assert words in errors["review"]
+
+
+def test_a_form_key_on_a_start_event_is_still_refused():
+    body = ('<bpmn:startEvent id="start" camunda:formKey="embedded:app:start.html" />' + TASK
+            + '<bpmn:endEvent id="end" /><bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="review" />'
+            '<bpmn:sequenceFlow id="f1" sourceRef="review" targetRef="end" />')
+    assert "camunda:formKey is not supported" in refusal(document(body))["start"]
+
+
+CORPUS = "/work/shared/bpmn-corpus"
+
+
+def _corpus(name):
+    path = os.path.join(CORPUS, name)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not here")
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def test_camundas_review_invoice_file_loads_with_its_form_keys_as_warnings():
+    process = load_bpmn(_corpus("c7-reviewInvoice.bpmn"))
+    assert [n["key"] for n in process.nodes] == ["assignReviewer", "reviewInvoice"]
+    assert process.warnings == [
+        "User task 'Assign Reviewer': formKey 'embedded:app:forms/assign-reviewer.html' is not rendered; "
+        "the task has no form fields.",
+        "User task 'Review Invoice': formKey 'embedded:app:forms/review-invoice.html' is not rendered; "
+        "the task has no form fields."]
+
+
+def test_a_modeler_task_form_with_a_form_key_beside_its_generated_fields_loads():
+    data = _corpus("modeler-c7-user-task-form.bpmn").replace(
+        b'<bpmn:userTask id="Task_1" name="Inspect Invoice">',
+        b'<bpmn:userTask id="Task_1" name="Inspect Invoice" camunda:assignee="alice" '
+        b'camunda:formKey="embedded:app:forms/inspect.html">')
+    process = load_bpmn(data)
+    assert [f["key"] for f in process.nodes[0]["fields"]] == ["invoiceNumber"]
+    assert process.warnings == ["User task 'Inspect Invoice': formKey 'embedded:app:forms/inspect.html' is not "
+                                "rendered; the task uses its form fields."]
+
+
+def test_the_fox_invoice_files_other_refusals_stay():
+    errors = refusal(_corpus("c7-fox-invoice-generated-forms.bpmn"))
+    assert "service tasks are not run by the portal" in errors["saveInvoiceToSVN"]
+    assert not any("formKey" in message for message in errors.values())
 
 
 def test_process_level_problems():

@@ -76,3 +76,45 @@ def test_weak_password_is_refused(runner):
     result = _run(runner, "user", "create", "frank", "--password", "short")
     assert result.exit_code != 0 and "8 characters" in result.output
     assert db.session.query(User).count() == 0
+
+
+def test_process_load_refuses_a_deeply_nested_file_with_a_clear_error(runner, tmp_path):
+    for text in ("[" * 200000, '{"key": "x", "name": "X", "nodes": ' + "[" * 100 + "]" * 100 + "}"):
+        nested = tmp_path / "nested.json"
+        nested.write_text(text)
+        result = _run(runner, "process", "load", str(nested))
+        assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+        assert "nested more than 32 levels" in result.output
+    assert db.session.query(ProcessDefinition).count() == 0
+
+
+FORM_KEY_BPMN = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="inspect" name="Inspect" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:userTask id="look" name="Look" camunda:assignee="alice" camunda:formKey="embedded:app:look.html">
+      <bpmn:extensionElements><camunda:formData>
+        <camunda:formField id="note" label="Note" type="string" />
+      </camunda:formData></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end" />
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="look" />
+    <bpmn:sequenceFlow id="f1" sourceRef="look" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+FORM_KEY_WARNING = ("User task 'Look': formKey 'embedded:app:look.html' is not rendered; the task uses its "
+                    "form fields.")
+
+
+def test_process_load_lists_an_ignored_form_key_as_a_warning(runner, factory, tmp_path):
+    factory.user("alice")
+    path = tmp_path / "inspect.bpmn"
+    path.write_bytes(FORM_KEY_BPMN)
+    result = _run(runner, "process", "load", str(path))
+    assert result.exit_code == 0, result.output
+    assert "inspect version 1 loaded" in result.output
+    assert f"warning: {FORM_KEY_WARNING}" in result.output
+    again = _run(runner, "process", "load", str(path))
+    assert "unchanged" in again.output and FORM_KEY_WARNING in again.output

@@ -117,3 +117,59 @@ def test_a_correction_takes_effect_once_and_keeps_the_counters(client, users, fa
         BatchItemAttempt.item_id == item.id,
         BatchItemAttempt.outcome == "corrected")).scalar() == 1
     assert db.session.get(Task, tasks[1].id).outcome == "approve"
+
+
+def _decision_entry(task):
+    from portal.models import History
+    db.session.expire_all()
+    return db.session.execute(db.select(History).where(
+        History.task_id == task.id, History.action.in_(("approve", "reject")))).scalar_one()
+
+
+def test_a_supervisors_correction_is_recorded_as_their_decision_for_the_creator(client, api, users,
+                                                                              failed):
+    batch, item, tasks = failed
+    login(client, "sam")
+    url = f"/batches/{batch.id}/items/{item.id}/correct"
+    response = client.post(url, data={"csrf_token": csrf_token(client, url), "action": "approve",
+                                      "comment": "fixed", "amount": "10", "category": "Meals"})
+    assert response.status_code == 302
+    runner.run_inline(batch.id)
+    entry = _decision_entry(tasks[1])
+    assert (entry.user_id, entry.on_behalf_of_id) == (users["sam"].id, users["alice"].id)
+    # the task is still the creator's: theirs to recall
+    assert db.session.get(Task, tasks[1].id).completed_by_id == users["alice"].id
+    # an approval the creator made themselves names no one else
+    assert _decision_entry(tasks[0]).on_behalf_of_id is None
+
+    history = api("admin").get(f"/instances/{tasks[1].instance_id}").get_json()["instance"]["history"]
+    decided = next(h for h in history if h["action"] == "approve")
+    assert (decided["user"], decided["on_behalf_of"]) == ("sam", "alice")
+    assert all(h["on_behalf_of"] is None for h in history if h is not decided)
+
+    page = _html(client.get(f"/instances/{tasks[1].instance_id}"))
+    rows = page.split('id="history"')[1]
+    assert re.search(r"sam\s*<span[^>]*data-on-behalf-of[^>]*>\s*for alice\s*</span>", rows), rows
+
+
+def test_the_creators_own_correction_names_only_them(users, failed):
+    from portal.batches import corrections
+    batch, item, tasks = failed
+    corrections.correct(batch, users["alice"], item.id, "approve", None, {"amount": "10", "category": "Meals"})
+    db.session.commit()
+    runner.run_inline(batch.id)
+    entry = _decision_entry(tasks[1])
+    assert (entry.user_id, entry.on_behalf_of_id) == (users["alice"].id, None)
+
+
+def test_the_on_behalf_of_wording_is_translated(client, users, failed):
+    batch, item, tasks = failed
+    users["sam"].locale = "zh_CN"
+    db.session.commit()
+    login(client, "sam")
+    url = f"/batches/{batch.id}/items/{item.id}/correct"
+    client.post(url, data={"csrf_token": csrf_token(client, url), "action": "approve",
+                           "amount": "10", "category": "Meals"})
+    runner.run_inline(batch.id)
+    rows = _html(client.get(f"/instances/{tasks[1].instance_id}")).split('id="history"')[1]
+    assert re.search(r"data-on-behalf-of[^>]*>\s*代 alice\s*<", rows), rows

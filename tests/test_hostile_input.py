@@ -340,3 +340,51 @@ def test_a_nul_character_in_a_page_form_is_a_400_and_changes_nothing(client, use
     assert "NUL character" in response.get_data(as_text=True)
     assert db.session.get(Task, tasks[0].id).status == "pending"
     assert client.get("/?q=a%00b").status_code == 400
+
+
+NUL_NAME = "claims\x00.xlsx"
+
+
+def test_a_nul_character_in_an_uploaded_file_name_is_a_400_and_keeps_nothing(client, users, tasks):
+    from portal.models.uploads import PendingUpload
+    login(client, "alice")
+    node = node_by_key()
+    data = single_file(build_template(users["alice"], node, "single", "en"),
+                       [(tasks[0].id, {"C": "reject"})])
+    url = f"/nodes/{node.id}/import"
+    response = client.post(url, data={"csrf_token": csrf_token(client, url), "mode": "single",
+                                      "file": (io.BytesIO(data), NUL_NAME)},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert _count(PendingUpload) == 0 and _count(Batch) == 0
+
+
+def test_a_nul_character_in_a_process_file_name_is_a_400_and_loads_nothing(client, users):
+    from portal.models import ProcessDefinition
+    login(client, "admin")
+    before = _count(ProcessDefinition)
+    response = client.post("/admin/processes/upload", data={"csrf_token": csrf_token(client, "/admin/processes"),
+                                      "file": (io.BytesIO(b'{"key": "x", "name": "X", "nodes": []}'),
+                                               "x\x00.json")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert _count(ProcessDefinition) == before
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_nul_character_in_an_api_upload_file_name_is_a_400_naming_the_file(client, factory, users, tasks,
+                                                                            dry_run):
+    node = node_by_key()
+    data = single_file(build_template(users["alice"], node, "single", "en"),
+                       [(tasks[0].id, {"C": "reject"})])
+    headers = {"Authorization": f"Bearer {factory.token(users['alice'])}"}
+    form = {"file": (io.BytesIO(data), NUL_NAME), "node_id": str(node.id), "mode": "single"}
+    if dry_run:
+        form["dry_run"] = "1"
+    response = client.post("/api/v1/imports", headers=headers, content_type="multipart/form-data", data=form)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert "file" in body["errors"] and "NUL" in body["errors"]["file"]
+    assert _count(Batch) == 0 and _count(BatchItem) == 0

@@ -89,6 +89,26 @@ def test_upload_refuses_bad_files_with_clear_errors(client, factory):
     assert db.session.execute(db.select(db.func.count(ProcessDefinition.id))).scalar() == 1
 
 
+@pytest.mark.parametrize("content", [b"[" * 200000, b'{"key": "x", "options": ' + b"[" * 500 + b"]" * 500 + b"}"])
+def test_upload_refuses_a_deeply_nested_json_file_with_a_400(client, factory, content):
+    factory.standard()
+    login(client, "admin")
+    response = _upload(client, content)
+    assert response.status_code == 400
+    assert "nested more than 32 levels" in response.get_data(as_text=True)
+    assert db.session.execute(db.select(db.func.count(ProcessDefinition.id))).scalar() == 1
+
+
+def test_the_upload_page_lists_an_ignored_form_key_as_a_warning(client, factory):
+    from test_cli import FORM_KEY_BPMN, FORM_KEY_WARNING
+    factory.standard()
+    login(client, "admin")
+    response = _upload(client, FORM_KEY_BPMN, "inspect.bpmn")
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Loaded inspect version 1." in page and FORM_KEY_WARNING.replace("'", "&#39;") in page
+
+
 def test_create_user_and_change_roles(client, factory):
     factory.standard()
     login(client, "admin")

@@ -114,6 +114,9 @@ IMPORT_FORM = {
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
 CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_ID,
           "description": "The `next_cursor` of the previous page."}
+# An instance's history and tasks: one page holds every entry of all but the longest instances.
+INSTANCE_PAGE_LIMIT = 500
+PART_LIMIT = {"type": "integer", "minimum": 1, "maximum": INSTANCE_PAGE_LIMIT, "default": INSTANCE_PAGE_LIMIT}
 
 # --- answers -------------------------------------------------------------------------------
 
@@ -152,9 +155,12 @@ COMPONENTS = {
                                              "properties": {"node_key": TEXT}}]},
     "HistoryEntry": {
         "type": "object",
-        "required": ["at", "user", "action", "node_key", "comment", "form", "batch_item_id"],
+        "required": ["at", "user", "on_behalf_of", "action", "node_key", "comment", "form",
+                     "batch_item_id"],
         "properties": {
-            "at": TIME, "user": nullable(TEXT),
+            "at": TIME, "user": {**nullable(TEXT), "description": "Who acted."},
+            "on_behalf_of": {**nullable(TEXT), "description": "Whose decision it stands as, when "
+                             "`user` decided for them (a batch item `user` corrected); else null."},
             "action": {"type": "string", "description": "start, approve, reject, countersign, "
                                                         "sign, recall, suspend or resume."},
             "node_key": nullable(TEXT), "comment": nullable(TEXT),
@@ -165,7 +171,7 @@ COMPONENTS = {
         "type": "object",
         "required": ["id", "title", "process", "version", "status", "suspended", "variables",
                      "created_by", "created_at", "finished_at", "current", "tasks",
-                     "all_tasks", "history"],
+                     "all_tasks", "history", "all_tasks_next_cursor", "history_next_cursor"],
         "properties": {
             "id": ID, "title": TEXT,
             "status": {"type": "string", "enum": list(INSTANCE_STATUSES)},
@@ -182,9 +188,15 @@ COMPONENTS = {
             "tasks": {"type": "array", "items": ref("InstanceTask"),
                       "description": "The pending tasks."},
             "all_tasks": {"type": "array", "items": ref("InstanceTask"),
-                          "description": "Every task, oldest first."},
+                          "description": "Every task, oldest first: `tasks_limit` of them after "
+                                         "`tasks_cursor`."},
+            "all_tasks_next_cursor": {**nullable(ID), "description": "The `tasks_cursor` of the "
+                                      "next page of `all_tasks`; null on the last."},
             "history": {"type": "array", "items": ref("HistoryEntry"),
-                        "description": "What happened, oldest first."},
+                        "description": "What happened, oldest first: `history_limit` entries "
+                                       "after `history_cursor`."},
+            "history_next_cursor": {**nullable(ID), "description": "The `history_cursor` of the "
+                                    "next page of `history`; null on the last."},
         },
     },
     "Node": {

@@ -8,8 +8,8 @@
   raise RecursionError on ``[[[[...``, a 500). Then its fields are checked
   against the schema; faults are a 422 naming each field, in the contract's
   error shape. The parsed body waits in ``g.api_json`` for the view.
-* Text anywhere in the input may not hold NUL or unpaired surrogates: the
-  databases refuse them (PostgreSQL with an error, a 500).
+* Text anywhere in the input may not hold NUL or unpaired surrogates, uploaded
+  files' names included: the databases refuse them (PostgreSQL with an error, a 500).
 
 The views keep their own finer checks (node-specific forms, who may act).
 """
@@ -92,6 +92,10 @@ def _check_form(op):
             instance[name] = ""  # reported below as an unknown field
         elif posted_file(name) is not None:  # a readable 413 when too large
             instance[name] = ""
+        for upload in request.files.getlist(name):  # a file's name is text too
+            message = _text_fault(upload.filename or "")
+            if message is not None:
+                errors.setdefault(name, message)
     for name in request.form:
         schema = properties.get(name, {})
         value, message = _from_text(schema, request.form.get(name))

@@ -86,17 +86,20 @@ def instance_to_dict(instance):
 
 def history_to_dict(entry):
     return {"at": iso_time(entry.created_at),
-            "user": entry.user.username if entry.user else None, "action": entry.action,
+            "user": entry.user.username if entry.user else None,
+            "on_behalf_of": entry.on_behalf_of.username if entry.on_behalf_of else None,
+            "action": entry.action,
             "node_key": entry.node.key if entry.node else None, "comment": entry.comment,
             "form": entry.form, "batch_item_id": entry.batch_item_id}
 
 
-def instance_detail_to_dict(instance, history):
+def instance_detail_to_dict(instance, history, all_tasks):
     """``instance_to_dict`` grown into everything its reader may know about it.
 
     ``tasks`` holds the pending tasks (contract section 4), ``all_tasks`` every
     task oldest first (done, recalled, cancelled too), ``current`` where the
-    instance waits, and ``history`` what happened, oldest first.
+    instance waits, and ``history`` what happened, oldest first. ``history`` and
+    ``all_tasks`` are pages (``portal.paging.Page``), each with its next cursor.
     """
     pending = [t for t in instance.tasks if t.status == "pending"]
     creator = db.session.get(User, instance.created_by_id) if instance.created_by_id else None
@@ -115,8 +118,10 @@ def instance_detail_to_dict(instance, history):
         "current": [{"task_id": t.id, "node_key": t.node.key, "node_name": t.node.name,
                      "assignee": assignee_label(t)} for t in pending],
         "tasks": [with_node(t) for t in pending],
-        "all_tasks": [with_node(t) for t in instance.tasks],
-        "history": [history_to_dict(entry) for entry in history],
+        "all_tasks": [with_node(t) for t in all_tasks.rows],
+        "all_tasks_next_cursor": all_tasks.next_cursor,
+        "history": [history_to_dict(entry) for entry in history.rows],
+        "history_next_cursor": history.next_cursor,
     }
 
 
@@ -146,13 +151,25 @@ def start_instance():
 @operation("An instance", tag="Instances",
            description="Its process, variables, pending tasks, every task and its history. "
                        "Visible to whoever started it, is or was asked to handle one of its "
-                       "tasks, and admins; to anyone else it is missing (404).",
+                       "tasks, and admins; to anyone else it is missing (404). A long history "
+                       "and a long list of tasks come in pages, each with its own cursor.",
+           query=[Param("history_limit", schemas.PART_LIMIT, "History entries in this answer."),
+                  Param("history_cursor", schemas.CURSOR,
+                        "The `history_next_cursor` of the previous answer."),
+                  Param("tasks_limit", schemas.PART_LIMIT, "Tasks in `all_tasks`."),
+                  Param("tasks_cursor", schemas.CURSOR,
+                        "The `all_tasks_next_cursor` of the previous answer.")],
            replies={200: Reply("The instance.", schemas.wrapped("instance", "Instance"))},
            errors=(400, 404))
 def show_instance(instance_id):
     # Ids outside 1..MAX_ID never reach here: the app's <int:> converter answers 404 for them.
     instance = visibility.visible_instance(api_user(), instance_id)
-    return {"instance": instance_detail_to_dict(instance, listing.instance_history(instance))}
+    limit, high = schemas.INSTANCE_PAGE_LIMIT, MAX_ID
+    history = listing.history_page(instance, limit=int_arg("history_limit", limit, 1, limit),
+                                   after=int_arg("history_cursor", None, 0, high))
+    all_tasks = listing.tasks_page(instance, limit=int_arg("tasks_limit", limit, 1, limit),
+                                   after=int_arg("tasks_cursor", None, 0, high))
+    return {"instance": instance_detail_to_dict(instance, history, all_tasks)}
 
 
 @bp.get("/nodes")

@@ -5,7 +5,8 @@ Retrying such an item as it is would fail the same way until the retry limit;
 a correction re-validates the new decision against the node first, keeps the
 old one in the item's attempt history, and puts the item back to pending.
 The batch's creator, supervisors and admins may correct (whoever may see the
-batch, ``access.visible_batch``).
+batch, ``access.visible_batch``). The item still runs as the creator's, and the
+instance's history names the corrector as the one who decided, for the creator.
 """
 from flask_babel import gettext as _
 
@@ -50,7 +51,9 @@ def correct(batch, user, item_id, action, comment, form):
         item_id=item.id, batch_id=batch.id, worker=None, started_at=now, finished_at=now,
         outcome="corrected", error=item.error, error_detail=item.error_detail,
         retried_by_id=user.id, previous_decision=current_decision(item, batch)))
-    item.decision = {"action": action, "comment": comment or None, "form": cleaned}
+    # Who chose these values: the instance's history names them (on behalf of the creator).
+    item.decision = {"action": action, "comment": comment or None, "form": cleaned,
+                     "decided_by": user.id}
     item.field_errors = None
     items.requeue(batch, item, now, retried_by=user)
     items.hold_tasks(batch, [item.task_id], only_free=True)

@@ -110,7 +110,8 @@ def _apply(item, decision):
     action, comment, form = decision.for_item(item.decision)
     try:
         decide(item.task_id, creator, action, comment, form,
-               batch_id=decision.batch_id, batch_item_id=item.id)
+               batch_id=decision.batch_id, batch_item_id=item.id,
+               decided_by_id=(item.decision or {}).get("decided_by"))  # a correction's author
         return "success", None
     except (NotFound, Conflict) as exc:
         return "ignored", item_errors.ignored(exc.reason, exc.message)

@@ -159,7 +159,10 @@ class History(db.Model):
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
     task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"), index=True)
     node_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))  # who decided
+    # Whose decision it stands as, when someone decided for them: the creator of a batch whose
+    # item another person corrected (``user_id``, the corrector); None otherwise.
+    on_behalf_of_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     # start|approve|reject|countersign|sign|recall|suspend|resume
     action: Mapped[str] = mapped_column(String(20))
     comment: Mapped[str | None] = mapped_column(Text)
@@ -168,5 +171,6 @@ class History(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     instance = relationship(Instance)
-    user = relationship("User")
+    user = relationship("User", foreign_keys=[user_id])
+    on_behalf_of = relationship("User", foreign_keys=[on_behalf_of_id])
     node = relationship(Node)

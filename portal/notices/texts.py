@@ -3,7 +3,8 @@
 Pages call these in the request's locale; e-mails call them under ``force_locale`` with the
 batch creator's language. Links in e-mails need the portal's address, which a worker cannot learn
 from a request: it is ``PORTAL_URL`` in the configuration, else Flask's ``SERVER_NAME``, else
-the address ``make run`` serves.
+the address ``make run`` serves (``http://127.0.0.1:PORT``); workers and ``make run`` say so at
+start (``portal_url_warning``), since people elsewhere cannot open such links.
 """
 from urllib.parse import urlsplit
 
@@ -18,7 +19,6 @@ KIND_LABELS = {
 }
 KIND_BADGES = {"finished": "success", "finished_with_errors": "danger", "cancelled": "dark",
                "retry_limit": "warning"}
-DEFAULT_PORTAL_URL = "http://127.0.0.1:5000"
 
 
 def kind_label(kind):
@@ -48,7 +48,21 @@ def portal_url():
     if server_name:
         scheme = current_app.config.get("PREFERRED_URL_SCHEME") or "http"
         return f"{scheme}://{server_name}{current_app.config.get('APPLICATION_ROOT') or ''}".rstrip("/")
-    return DEFAULT_PORTAL_URL
+    return served_url(current_app.config.get("PORT") or 5000)
+
+
+def served_url(port):
+    """The address ``make run`` serves the portal at."""
+    return f"http://127.0.0.1:{port}"
+
+
+def portal_url_warning(address=None):
+    """What to tell at start when PORTAL_URL is unset (None when it is set); ``address``: where
+    links will point instead (by default, where ``portal_url`` says)."""
+    if current_app.config.get("PORTAL_URL"):
+        return None
+    return (f"PORTAL_URL is unset: links in e-mails point to {address or portal_url()}. Set PORTAL_URL "
+            f"to the address people reach the portal at.")
 
 
 def external_url(endpoint, **values):

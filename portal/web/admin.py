@@ -25,7 +25,7 @@ from portal.web.args import id_arg
 from portal.web.errors import back_with_message
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine, listing
-from portal.workflow.definitions import load_process_file
+from portal.workflow.definitions import load_process_report
 from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -68,7 +68,7 @@ def upload_process():
         return _render_processes(form, status=400)
     upload = form.file.data
     try:
-        definition, created = load_process_file(upload.filename, upload.read())
+        report = load_process_report(upload.filename, upload.read())
         db.session.commit()
     except ValidationFailed as exc:
         db.session.rollback()
@@ -77,12 +77,15 @@ def upload_process():
             return _render_processes(form, status=400)
         form.file.errors.append(str(exc.message))
         return _render_processes(form, problems=exc.errors, status=400)
-    if created:
+    definition = report.definition
+    if report.created:
         flash(_("Loaded %(key)s version %(version)s.", key=definition.key,
                 version=definition.version), "success")
     else:
         flash(_("%(key)s is unchanged (version %(version)s).", key=definition.key,
                 version=definition.version), "info")
+    for warning in report.warnings:  # what the file says that the portal leaves out
+        flash(warning, "warning")
     return redirect(url_for("admin.process", process_id=definition.id))
 
 

@@ -24,7 +24,8 @@ def back_with_message(exc, url, message=None):
 def init_app(app, render_error):
     """Pages answer an uncaught WorkflowError with ``render_error(status, message)``
     (the API blueprint has its own handler, which takes precedence there), and
-    refuse text no database column can hold before any view reads it."""
+    refuse text no database column can hold (in a field, or an uploaded file's name)
+    before any view reads it."""
 
     @app.before_request
     def _refuse_nul_characters():
@@ -32,8 +33,9 @@ def init_app(app, render_error):
         # checks its own input against its schemas.
         if request.path.startswith("/api/"):
             return None
-        values = [*request.args.values(), *request.form.values()] if request.method in (
-            "GET", "POST") else []
+        values = [*_all_values(request.args), *_all_values(request.form),
+                  *(upload.filename or "" for _name, upload in request.files.items(multi=True))
+                  ] if request.method in ("GET", "POST") else []
         if any("\x00" in value for value in values):
             return render_error(400, _("The form holds a NUL character, which no field "
                                        "accepts. Remove it and send the form again."))
@@ -43,6 +45,12 @@ def init_app(app, render_error):
     def _workflow_error(exc):
         db.session.rollback()
         return render_error(exc.status, page_message(exc))
+
+
+def _all_values(multidict):
+    """Every value of a query string or form, repeated keys included; an uploaded file's name is
+    text the pages store too (an import's name)."""
+    return (value for _name, value in multidict.items(multi=True))
 
 
 def page_message(exc):

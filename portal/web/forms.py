@@ -13,10 +13,10 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import (BooleanField, FieldList, FormField, PasswordField, SelectField,
                      StringField, TextAreaField)
 from wtforms.form import BaseForm
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 from wtforms.widgets import DateInput, NumberInput
 
-from portal.accounts import MIN_PASSWORD_LENGTH, find_user
+from portal.accounts import MIN_PASSWORD_LENGTH, username_problem
 from portal.models.users import ROLES
 from portal.workflow.engine import MAX_COMMENT
 
@@ -83,9 +83,7 @@ def _clean_roles(text):
 
 
 class UserCreateForm(FlaskForm):
-    username = StringField(_l("User name"), validators=[
-        DataRequired(), Length(max=80),
-        Regexp(r"^[A-Za-z0-9_.-]+$", message=_l("Use letters, digits, dot, dash or underscore."))])
+    username = StringField(_l("User name"), validators=[DataRequired(), Length(max=80)])
     role = SelectField(_l("Role"), choices=_role_choices, default="user")
     workflow_roles = StringField(_l("Workflow roles"), filters=[_clean_roles],
                                  validators=[Length(max=255)],
@@ -94,8 +92,11 @@ class UserCreateForm(FlaskForm):
         DataRequired(), Length(min=8, message=_l("At least 8 characters."))])
 
     def validate_username(self, field):
-        if find_user(field.data.strip()) is not None:
-            raise ValidationError(_l("This name is taken."))
+        # The CLI's rule: letters, digits, dot, dash, underscore; no name equal to an existing one
+        # after case folding and NFKC.
+        problem = username_problem(field.data.strip())
+        if problem is not None:
+            raise ValidationError(problem)
 
 
 class UserEditForm(FlaskForm):

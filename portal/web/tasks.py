@@ -25,6 +25,9 @@ from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_nod
 bp = Blueprint("tasks", __name__)
 
 PAGE_SIZE = 50
+# The instance page shows this many of its latest tasks and history entries, with links to older ones.
+TASKS_PAGE = 100
+HISTORY_PAGE = 100
 
 
 @bp.before_request
@@ -157,6 +160,13 @@ def _conflict(exc, task_id):
     return back_with_message(exc, url_for("tasks.show", task_id=task_id))
 
 
+def _unmarked_errors(node, errors):
+    """Errors the task page cannot mark next to an input: about an instance variable that is not a
+    field of the node (a multi-instance collection beyond MAX_MULTI_INSTANCE)."""
+    shown = {field["key"] for field in node.fields} | {"action", "comment"}
+    return {key: problem for key, problem in errors.items() if key not in shown}
+
+
 @bp.route("/tasks/<int:task_id>/decide", methods=["POST"])
 def decide(task_id):
     task = visibility.visible_task(current_user, task_id)
@@ -169,7 +179,11 @@ def decide(task_id):
         db.session.commit()
     except ValidationFailed as exc:
         db.session.rollback()
-        flash(_("Please correct the marked fields."), "error")
+        unmarked = _unmarked_errors(task.node, exc.errors)
+        if unmarked:
+            flash(" ".join(f"{key}: {problem}" for key, problem in unmarked.items()), "error")
+        else:
+            flash(_("Please correct the marked fields."), "error")
         return _render_task(task, node_form=node_form, decision_form=decision_form,
                             form_errors=exc.errors, status=422)
     except (Conflict, UserError) as exc:
@@ -235,10 +249,13 @@ def recall(task_id):
 
 @bp.route("/instances/<int:instance_id>")
 def instance(instance_id):
+    """The instance with its latest tasks and history entries; ``tasks_before`` and
+    ``history_before`` show the page of older ones (a long 会签 makes hundreds)."""
     instance = visibility.visible_instance(current_user, instance_id)
-    history = listing.instance_history(instance)
+    tasks = listing.latest_tasks(instance, limit=TASKS_PAGE, before=id_arg("tasks_before"))
+    history = listing.latest_history(instance, limit=HISTORY_PAGE, before=id_arg("history_before"))
     labels = {node.id: field_labels(node) for node in instance.process.nodes}
-    viewable = {t.id for t in instance.tasks if visibility.can_view_task(current_user, t)}
+    viewable = {t.id for t in tasks.rows if visibility.can_view_task(current_user, t)}
     return render_template(
-        "tasks/instance.html", instance=instance, history=history, labels=labels,
+        "tasks/instance.html", instance=instance, tasks=tasks, history=history, labels=labels,
         viewable=viewable, recallable=engine.recallable_task(instance, current_user))

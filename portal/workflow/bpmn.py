@@ -3,7 +3,8 @@
 ``load_bpmn(data) -> BpmnProcess`` reads one file and either refuses it with ``ValidationFailed`` (one message
 per refused element, keyed by the element's id, or ``"file"`` for the file as a whole) or returns the process:
 its key and name, its nodes (one per user task, in the JSON node format of section 5 plus what JSON cannot say),
-the file's text, the conditions of its sequence flows and SpiffWorkflow's process spec.
+the file's text, the conditions of its sequence flows, warnings about what it leaves out (a user task's formKey:
+the task is decided with its form fields) and SpiffWorkflow's process spec.
 
 Reading order: a size limit (``MAX_BPMN_BYTES``), then defusedxml with DTDs forbidden (a BPMN file never needs
 one, and an entity bomb or an external entity needs one), then the portal's own checks over every element (so
@@ -60,6 +61,7 @@ class BpmnProcess:
     xml: str
     conditions: dict  # sequence flow id -> condition text as written
     initiator: str | None = None  # the start event's camunda:initiator: variable set to the starter's name
+    warnings: list = field(default_factory=list)  # what the portal leaves out (a user task's formKey)
     spec: object = field(default=None, repr=False, compare=False)  # SpiffWorkflow BpmnProcessSpec
     subprocess_specs: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -186,4 +188,4 @@ def load_bpmn(data):
     spec, subprocess_specs = _spiff_specs(data, key)
     return BpmnProcess(key=key, name=display_name(process), nodes=nodes,
                        xml=text, conditions=dict(reader.conditions), initiator=reader.initiator,
-                       spec=spec, subprocess_specs=subprocess_specs)
+                       warnings=list(reader.warnings), spec=spec, subprocess_specs=subprocess_specs)

@@ -6,7 +6,8 @@ refused ones with the reason given (``REFUSED_ELEMENTS``), extensions, event def
 sequence flows and their conditions (read only on flows leaving an exclusive or inclusive gateway, each checked
 with ``portal.workflow.expressions.compile_condition``), and that every element is reached from the start
 event. User tasks are read by ``portal.workflow.bpmn_user_tasks``. Every problem is kept in ``Reader.problems``:
-one message per refused element, keyed by its id, or ``"file"`` for the file as a whole.
+one message per refused element, keyed by its id, or ``"file"`` for the file as a whole; what a file that loads
+says but the portal leaves out (a user task's formKey) is kept in ``Reader.warnings``.
 """
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -41,6 +42,8 @@ REFUSED_ELEMENTS = {
     "dataStoreReference": _l("data stores are not supported"),
 }
 # External and linked forms cannot be shown by the portal; it draws generated forms (camunda:formData).
+# A user task's formKey other than a Camunda Form is only a hint for another front end: it loads with a
+# warning (``bpmn_user_tasks``); on a start event, and as camunda:formRef, these stay refused.
 REFUSED_CAMUNDA_ATTRIBUTES = ("formKey", "formRef")
 
 
@@ -58,6 +61,7 @@ class Reader:
         self.completion = {}  # user task id -> Condition
         self.initiator = None
         self.refused = set()  # ids of refused flow nodes: their flows are not judged again
+        self.warnings = []  # what the file says that the portal leaves out, in reading order
 
     def refuse(self, el, message):
         key = el.get("id") if el is not None and el.get("id") else "file"
@@ -192,6 +196,8 @@ class Reader:
             elements[el.get("id")] = el
             self.flow_nodes[el.get("id")] = el
             for attribute in REFUSED_CAMUNDA_ATTRIBUTES:
+                if local == "userTask" and attribute == "formKey":
+                    continue  # read with the task's form (bpmn_user_tasks)
                 if camunda_attribute(el, attribute) is not None:
                     self.refuse(el, _("%(element)s: camunda:%(attribute)s is not supported; use a generated "
                                       "task form (form fields).", element=describe(el), attribute=attribute))

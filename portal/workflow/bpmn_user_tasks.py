@@ -56,9 +56,28 @@ def read_user_task(reader, el):
     if len(forms) > 1:
         reader.refuse(el, _("%(element)s has more than one form.", element=describe(el)))
     node["fields"] = read_form(reader, el, forms[0]) if forms else []
+    _form_key(reader, el, node["fields"])
     node["multi_instance"] = _multi_instance(reader, el)
     node["tests_action"] = False
     reader.nodes[key] = node
+
+
+def _form_key(reader, el, fields):
+    """camunda:formKey names a form another front end shows (``embedded:``, ``app:``, a plain key): the portal
+    draws the task's generated form fields instead and says so in a warning. A Camunda Form
+    (``camunda-forms:``) is the task's form itself, which the portal cannot read: refused."""
+    key = camunda_attribute(el, "formKey")
+    if key is None:
+        return
+    if key.strip().startswith("camunda-forms:"):
+        reader.refuse(el, _("%(element)s: camunda:%(attribute)s is not supported; use a generated task form "
+                            "(form fields).", element=describe(el), attribute="formKey"))
+    elif fields:
+        reader.warnings.append(_("User task '%(task)s': formKey '%(key)s' is not rendered; the task uses its "
+                                 "form fields.", task=short(display_name(el)), key=short(key)))
+    else:
+        reader.warnings.append(_("User task '%(task)s': formKey '%(key)s' is not rendered; the task has no "
+                                 "form fields.", task=short(display_name(el)), key=short(key)))
 
 
 def _assignee(reader, el):

@@ -6,6 +6,7 @@ Both kinds run on the one engine: a JSON definition is stored with the equivalen
 tasks become the version's nodes."""
 import hashlib
 import json
+from dataclasses import dataclass
 
 from portal.extensions import db
 from portal.models import Node, ProcessDefinition
@@ -13,6 +14,10 @@ from portal.errors import ValidationFailed
 from portal.workflow.forms import FIELD_TYPES
 
 COLUMN_TYPES = ("text", "number", "date", "select", "boolean")
+# Levels of nested objects and lists a JSON file may hold, as in the API's bodies: a definition needs
+# six; Python's parser (and the encoders that store and show a definition) recurse once per level and
+# raise RecursionError, a 500, on files such as "[[[[...".
+MAX_DEPTH = 32
 # Names the task form and the templates use for themselves.
 RESERVED_KEYS = {"action", "comment", "csrf_token", "task_id", "title", "error"}
 
@@ -122,36 +127,76 @@ def load_definition(data):
                           process=process, digest=_digest(data))
 
 
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading a process file did: the version it stands for, whether it is new, and warnings about
+    what the file says that the portal leaves out (a user task's formKey), for the person who loaded it."""
+    definition: ProcessDefinition
+    created: bool
+    warnings: tuple = ()
+
+
+def _bpmn_report(content):
+    from portal.workflow.bpmn import load_bpmn
+    process = load_bpmn(content)
+    summary = {"key": process.key, "name": process.name, "initiator": process.initiator,
+               "nodes": [node["key"] for node in process.nodes]}
+    definition, created = _store_version(key=process.key, name=process.name, source="bpmn", definition=summary,
+                                         bpmn=process.xml, process=process,
+                                         digest=hashlib.sha256(process.xml.encode("utf-8")).hexdigest())
+    return LoadReport(definition, created, tuple(process.warnings))
+
+
 def load_bpmn_definition(content):
     """Store a BPMN file (bytes) as the next version of its process key unless it is unchanged.
 
     Returns ``(definition, created)``. Raises ValidationFailed naming every refused element.
     """
-    from portal.workflow.bpmn import load_bpmn
-    process = load_bpmn(content)
-    summary = {"key": process.key, "name": process.name, "initiator": process.initiator,
-               "nodes": [node["key"] for node in process.nodes]}
-    return _store_version(key=process.key, name=process.name, source="bpmn", definition=summary,
-                          bpmn=process.xml, process=process,
-                          digest=hashlib.sha256(process.xml.encode("utf-8")).hexdigest())
+    report = _bpmn_report(content)
+    return report.definition, report.created
 
 
 def load_process_file(filename, content):
+    """``load_process_report``'s version and whether it is new: ``(definition, created)``."""
+    report = load_process_report(filename, content)
+    return report.definition, report.created
+
+
+def load_process_report(filename, content):
     """Load an uploaded process file: BPMN (``.bpmn``/``.xml``, or text starting with ``<``) or JSON.
 
-    Returns ``(definition, created)``; a file that is neither, or is refused, raises ValidationFailed with the
+    Returns a ``LoadReport``; a file that is neither, or is refused, raises ValidationFailed with the
     problems keyed by where they are (``file`` for the file as a whole).
     """
     from flask_babel import gettext as _
     name = (filename or "").lower()
     if name.endswith((".bpmn", ".xml")) or content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        return load_bpmn_definition(content)
+        return _bpmn_report(content)
+    too_deep = ValidationFailed({"file": _("The file is nested more than %(n)s levels deep.", n=MAX_DEPTH)},
+                                message=_("The process definition is invalid."))
     try:
         data = json.loads(content.decode("utf-8-sig"))
+    except RecursionError:
+        raise too_deep from None
     except UnicodeDecodeError:
         raise ValidationFailed({"file": _("The file is not UTF-8 text.")},
                                message=_("The process definition is invalid.")) from None
     except ValueError as exc:
         raise ValidationFailed({"file": _("The file is not valid JSON: %(detail)s", detail=str(exc))},
                                message=_("The process definition is invalid.")) from None
-    return load_definition(data)
+    if _nested_beyond(data, MAX_DEPTH):
+        raise too_deep
+    return LoadReport(*load_definition(data))
+
+
+def _nested_beyond(data, limit):
+    """Whether ``data`` nests objects and lists more than ``limit`` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return False

@@ -14,7 +14,7 @@ from portal.messages import message as _
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
-from portal.workflow import runtime
+from portal.workflow import multi_instance, runtime
 from portal.workflow.definitions import latest_version
 from portal.workflow.engine_sync import apply_sync, plan_sync
 from portal.workflow.versions import version_shape
@@ -39,6 +39,8 @@ def _engine_step(step):
     from SpiffWorkflow.exceptions import SpiffWorkflowException
     try:
         return step()
+    except multi_instance.CollectionTooLong as exc:
+        raise multi_instance.refusal(exc) from None
     except (SpiffWorkflowException, runtime.EngineRefused, TypeError, ValueError, KeyError) as exc:
         current_app.logger.info("engine refused the instance's data: %r", exc)
         raise UserError(_("The process cannot go on with these data: %(detail)s", detail=str(exc))) from None
@@ -92,6 +94,7 @@ def start_instance(process_key, title, data, user):
     initiator = definition.initiator
     if initiator:
         variables[initiator] = user.username
+    multi_instance.check_start(definition.nodes, variables)
     workflow = _engine_step(lambda: runtime.new_workflow(definition.bpmn, variables))
     instance = Instance(process=definition, title=title, data=variables, created_by_id=user.id)
     plan = plan_sync(instance, workflow, [])
@@ -145,8 +148,12 @@ def validate_decision(node, action, comment, form):
     return cleaned
 
 
-def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, batch_item_id=None):
+def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, batch_item_id=None,
+           decided_by_id=None):
     """Approve or reject a task as ``user``; returns the task.
+
+    ``decided_by_id``: the person who chose this decision for ``user`` (who corrected a batch item of
+    ``user``'s batch); the history names them, on behalf of ``user``. The task stays ``user``'s.
 
     The one path for a single approval and a batch item alike. Every refusal
     (NotFound, Conflict, ValidationFailed, UserError) is raised before anything
@@ -181,8 +188,11 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     task.comment, task.form = comment or None, cleaned
     task.completed_by_id, task.completed_at = user.id, now
     release_task(task)
+    for_someone = decided_by_id is not None and decided_by_id != user.id
     db.session.add(History(instance_id=instance.id, task_id=task.id, node_id=task.node_id,
-                           user_id=user.id, action=action, comment=comment or None,
+                           user_id=decided_by_id if for_someone else user.id,
+                           on_behalf_of_id=user.id if for_someone else None,
+                           action=action, comment=comment or None,
                            form=cleaned, batch_item_id=batch_item_id, created_at=now))
     instance.data = {**(instance.data or {}), **cleaned, "action": action}
     apply_sync(instance, workflow, plan, final_action=action, opened_by=task, now=now)

@@ -1,12 +1,12 @@
 """What the workflow pages list: process definitions with their versions,
 instances (admins), a user's pending tasks and countersignatures, and an
-instance's history."""
+instance's history and tasks (in pages: a long instance is read a page at a time)."""
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, Node, ProcessDefinition, Task
 from portal.models.base import contains
-from portal.paging import numbered_page
+from portal.paging import keyset_page, latest_page, numbered_page
 from portal.workflow.visibility import pending_tasks_query
 
 INSTANCE_STATUSES = ("running", "approved", "rejected")
@@ -65,9 +65,33 @@ def awaiting_signature(user, limit=50):
         .order_by(Countersign.id).limit(limit)).scalars().all()
 
 
-def instance_history(instance):
-    """What happened to ``instance``, oldest first."""
-    return db.session.execute(
-        db.select(History).where(History.instance_id == instance.id)
-        .options(selectinload(History.user), selectinload(History.node))
-        .order_by(History.id)).scalars().all()
+def _history_query(instance):
+    return (db.select(History).where(History.instance_id == instance.id)
+            .options(selectinload(History.user), selectinload(History.on_behalf_of),
+                     selectinload(History.node)))
+
+
+def _tasks_query(instance):
+    return (db.select(Task).where(Task.instance_id == instance.id)
+            .options(selectinload(Task.node), selectinload(Task.assignee_user),
+                     selectinload(Task.completed_by), selectinload(Task.lock_holder)))
+
+
+def history_page(instance, *, limit, after=None):
+    """``limit`` entries of ``instance``'s history after the cursor ``after``, oldest first."""
+    return keyset_page(_history_query(instance), History.id, limit=limit, after=after)
+
+
+def latest_history(instance, *, limit, before=None):
+    """The latest ``limit`` entries of ``instance``'s history (or those before ``before``), oldest first."""
+    return latest_page(_history_query(instance), History.id, limit=limit, before=before)
+
+
+def tasks_page(instance, *, limit, after=None):
+    """``limit`` tasks of ``instance`` after the cursor ``after``, oldest first."""
+    return keyset_page(_tasks_query(instance), Task.id, limit=limit, after=after)
+
+
+def latest_tasks(instance, *, limit, before=None):
+    """The latest ``limit`` tasks of ``instance`` (or those before ``before``), oldest first."""
+    return latest_page(_tasks_query(instance), Task.id, limit=limit, before=before)

@@ -34,6 +34,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
+from portal.workflow import multi_instance
 from portal.workflow.expressions import compile_condition
 
 _VARIABLE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -113,6 +114,7 @@ def _settle_loop(process_spec, task_spec):
     """
     if isinstance(task_spec, MultiInstanceTask) and task_spec.data_output is not None:
         _name_collection(task_spec)
+        multi_instance.guard(task_spec)  # MAX_MULTI_INSTANCE, checked when the node is entered
         if task_spec.cardinality is None:  # what camunda's update_task_spec sets, in the same way
             task_spec.data_input = TaskDataReference(task_spec.data_output.bpmn_id)
             if task_spec.output_item is not None:
