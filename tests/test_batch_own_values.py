@@ -7,15 +7,20 @@ a field error that "Correct and retry" and the error workbook work with. Templat
 are prefilled with each task's values, so a file uploaded as downloaded changes
 nothing but what the user typed.
 """
+import io
 import re
 
+import openpyxl
 import pytest
 
 from support import csrf_token, login
 from portal.batches import creation, runner
+from portal.excel.templates import build_template
 from portal.extensions import db
+from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, BatchEvent, BatchItem, Task
 from portal.workflow import engine
+from excel_support import node_by_key, save, upload
 
 CLAIMS = ({"amount": 10, "category": "Travel", "note": "taxi", "paid_on": "2026-01-05",
            "urgent": True},
@@ -209,3 +214,122 @@ def test_page_refuses_a_value_typed_without_its_box_and_a_ticked_box_left_empty(
     assert 'value="120.5"' in html and "checked" in _set_all_box(html, "category")
     assert db.session.execute(db.select(db.func.count(Batch.id))).scalar() == 0
     assert [_task(t.id).lock_batch_id for t in claims] == [None, None]
+
+
+# --- templates and imports -------------------------------------------------------------------
+
+def _single_rows(template):
+    ws = openpyxl.load_workbook(io.BytesIO(template)).worksheets[0]
+    return {row[0]: row for row in ws.iter_rows(min_row=2, values_only=True)}
+
+
+def test_templates_are_prefilled_with_each_tasks_values(users, claims):
+    node = node_by_key()
+    rows = _single_rows(build_template(users["alice"], node, "single", "en"))
+    first, second = rows[claims[0].id], rows[claims[1].id]
+    assert first[2] is None                                  # the action is the user's to choose
+    assert first[4:] == (10, "Travel", first[6], "yes", "taxi")
+    assert first[6].date().isoformat() == "2026-01-05"
+    assert second[4:] == (20, "Meals", None, None, None)
+    assert _single_rows(build_template(users["alice"], node, "single", "zh_CN"))[
+        claims[0].id][7] == "是"
+
+
+def test_a_prefilled_template_with_only_the_actions_keeps_every_value(client, factory, users,
+                                                                       claims):
+    node = node_by_key()
+    book = openpyxl.load_workbook(io.BytesIO(build_template(users["alice"], node, "single", "en")))
+    ws = book.worksheets[0]
+    for row in range(2, ws.max_row + 1):
+        ws[f"C{row}"] = "approve"
+    response = upload(client, _headers(factory, users), node, save(book))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    runner.run_inline(response.get_json()["batch"]["id"])
+    first, second = _task(claims[0].id), _task(claims[1].id)
+    assert first.form == {"amount": 10, "category": "Travel", "note": "taxi",
+                          "paid_on": "2026-01-05", "urgent": True}
+    assert second.form == {"amount": 20, "category": "Meals"}
+    assert first.instance.data["amount"] == 10 and second.instance.data["amount"] == 20
+
+
+def test_an_emptied_cell_keeps_the_tasks_value_and_a_task_lacking_one_is_reported(
+        client, factory, users, claims):
+    lacking = _claims(users, {"category": "Travel"})[0]
+    node = node_by_key()
+    book = openpyxl.load_workbook(io.BytesIO(build_template(users["alice"], node, "single", "en")))
+    ws = book.worksheets[0]
+    rows = {ws[f"A{r}"].value: r for r in range(2, ws.max_row + 1)}
+    first, second, third = rows[claims[0].id], rows[claims[1].id], rows[lacking.id]
+    ws[f"C{first}"], ws[f"E{first}"], ws[f"I{first}"] = "approve", None, None   # emptied
+    ws[f"C{second}"], ws[f"E{second}"] = "approve", 25                          # changed
+    ws[f"C{third}"] = "approve"                                  # no amount of its own
+    headers = _headers(factory, users)
+    preview = upload(client, headers, node, save(book), dry_run=True).get_json()["preview"]
+    assert preview["valid"] == 2
+    assert [(p["task_id"], set(p["errors"])) for p in preview["invalid"]] == [
+        (lacking.id, {"amount"})]
+    response = upload(client, headers, node, save(book))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    runner.run_inline(response.get_json()["batch"]["id"])
+    assert _task(claims[0].id).instance.data["amount"] == 10      # an emptied required cell
+    assert _task(claims[0].id).instance.data["note"] == "taxi"    # and an emptied optional one
+    assert _task(claims[1].id).instance.data["amount"] == 25
+    assert _task(lacking.id).status == "pending"
+
+
+def test_a_prefilled_row_or_sheet_left_without_an_action_is_skipped(client, factory, users,
+                                                                    claims):
+    node = node_by_key()
+    headers = _headers(factory, users)
+    book = openpyxl.load_workbook(io.BytesIO(build_template(users["alice"], node, "single", "en")))
+    book.worksheets[0]["C2"] = "approve"                   # the first claim; the second untouched
+    preview = upload(client, headers, node, save(book), dry_run=True).get_json()["preview"]
+    assert preview == {"valid": 1, "invalid": [], "skipped": 1}
+    book = openpyxl.load_workbook(io.BytesIO(build_template(users["alice"], node, "per_instance",
+                                                            "en")))
+    book[str(claims[1].id)]["B3"] = "reject"
+    preview = upload(client, headers, node, save(book), mode="per_instance",
+                     dry_run=True).get_json()["preview"]
+    assert preview == {"valid": 1, "invalid": [], "skipped": 1}
+
+
+def test_per_instance_templates_round_trip_table_lines(client, factory, users):
+    lines = [{"item": "Taxi", "cost": 12.5}, {"item": "Hotel"}]
+    task = _claims(users, {"amount": 7, "category": "Travel", "lines": lines})[0]
+    node = node_by_key()
+    book = openpyxl.load_workbook(io.BytesIO(build_template(users["alice"], node, "per_instance",
+                                                            "en")))
+    ws = book[str(task.id)]
+    assert (ws["B5"].value, ws["B6"].value) == (7, "Travel")
+    assert [(ws[f"A{r}"].value, ws[f"B{r}"].value) for r in (13, 14)] == [("Taxi", 12.5),
+                                                                          ("Hotel", None)]
+    ws["B3"] = "approve"
+    response = upload(client, _headers(factory, users), node, save(book), mode="per_instance")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    runner.run_inline(response.get_json()["batch"]["id"])
+    assert _task(task.id).form["lines"] == lines and _task(task.id).form["amount"] == 7
+
+
+# --- correcting and the error workbook -------------------------------------------------------
+
+def test_correct_and_retry_and_the_error_workbook_show_the_tasks_own_values(client, users):
+    tasks = _claims(users, {"category": "Meals", "note": "hotel"})
+    batch = creation.create_batch(users["alice"], tasks[0].node, task_ids=[tasks[0].id],
+                                  action="approve", form={"paid_on": "2026-03-01"})
+    db.session.commit()
+    runner.run_inline(batch.id)
+    item = _items(batch.id)[tasks[0].id]
+    assert (item.status, item.error_code) == ("failed", "validation")
+
+    build_error_file(batch.id)
+    content = db.session.get(Batch, batch.id, populate_existing=True).error_file.content
+    row = list(openpyxl.load_workbook(io.BytesIO(content)).worksheets[0].iter_rows(
+        min_row=2, values_only=True))[0]
+    assert (row[0], row[4], row[5], row[8]) == (tasks[0].id, None, "Meals", "hotel")
+    assert row[6].date().isoformat() == "2026-03-01"
+
+    login(client, "alice")
+    page = client.get(f"/batches/{batch.id}/items/{item.id}/correct").get_data(as_text=True)
+    assert re.search(r'<option[^>]*selected[^>]*value="Meals"|<option[^>]*value="Meals"[^>]*selected',
+                     page)
+    assert 'value="hotel"' in page and 'value="2026-03-01"' in page

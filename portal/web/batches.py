@@ -338,7 +338,7 @@ def correct(batch_id, item_id):
     if request.method == "GET":
         if not corrections.correctable(batch_item, batch):
             return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
-        decision = corrections.current_decision(batch_item, batch)
+        decision = corrections.decision_to_correct(batch_item, batch)
         stored = item_errors.field_texts(batch_item.field_errors,
                                          item_errors.field_labels(batch.node))
         return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(
