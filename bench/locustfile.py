@@ -249,6 +249,7 @@ class PortalUser(FastHttpUser):
         started = time.monotonic()
         location = self.post_form("/batches/new", "start batch", [
             ("csrf_token", _csrf(page)), *chosen, ("action", "approve"), *FORM.items(),
+            *(("set_all", key) for key in FORM),   # the form's fields, set for every task
             ("comment", "load test"), ("concurrency", "")], BATCH_ID)
         if location:
             seen = self.watch_batch(BATCH_ID.match(location).group(1))

@@ -22,12 +22,14 @@ def _new_url(node_id, task_ids=(), **extra):
 
 
 def _post_new(client, node_id, task_ids=(), form=None, action="approve", **extra):
-    """Confirm the batch approve form as the logged-in user."""
+    """Confirm the batch approve form as the logged-in user, with "set the same value for
+    all" ticked for each field of ``form``."""
+    form = GOOD_FORM if form is None else form
     data = {"csrf_token": csrf_token(client, _new_url(node_id, task_ids, **extra)),
             "node_id": str(node_id), "task_ids": [str(t) for t in task_ids], "action": action,
-            "comment": "checked by the batch page"}
+            "comment": "checked by the batch page", "set_all": list(form)}
     data.update(extra)
-    data.update(GOOD_FORM if form is None else form)
+    data.update(form)
     return client.post("/batches/new", data=data)
 
 
@@ -165,7 +167,7 @@ def test_invalid_form_is_shown_again_with_each_fields_error_and_nothing_created(
     tasks = factory.tasks(3, starter=users["admin"])
     login(client, "alice")
     response = _post_new(client, tasks[0].node_id, [t.id for t in tasks],
-                         form={"amount": "abc", "note": "kept"}, concurrency="99")
+                         form={"amount": "abc", "category": "", "note": "kept"}, concurrency="99")
     html = _html(response)
     assert response.status_code == 422
     for key in ("amount", "category", "concurrency"):

@@ -96,7 +96,10 @@ LIST_PARAMS = [Param("limit", schemas.LIMIT), Param("cursor", schemas.CURSOR)]
            description="Approves (or rejects) many tasks of one node with one shared form, in "
                        "the background. Ids that are not the caller's pending tasks there "
                        "become ignored items with a reason. An invalid shared form creates "
-                       "nothing (422).",
+                       "nothing (422). The shared form sets only the fields it holds a value "
+                       "for: every other field keeps each task's own value (its instance's "
+                       "variable), and required fields are checked per item against that value "
+                       "(an item lacking one fails with a field error).",
            replies={202: BATCH_REPLY}, errors=(400, 404, 413, 422),
            messages={("task_ids", keyword): _l("Task ids must be whole numbers.")
                      for keyword in ("type", "pattern", "minimum", "maximum")}

@@ -10,7 +10,7 @@ instance's history names the corrector as the one who decided, for the creator.
 """
 from flask_babel import gettext as _
 
-from portal.batches import items
+from portal.batches import items, own_values
 from portal.batches.control import DATA_ERROR, batch_accepts_retries
 from portal.batches.counters import add_event, lock_batch
 from portal.errors import Conflict, NotFound
@@ -30,6 +30,13 @@ def correctable(item, batch):
 def current_decision(item, batch):
     """What the item was asked to do: its own decision (imports) or the batch's."""
     return item.decision or batch.shared_decision
+
+
+def decision_to_correct(item, batch):
+    """What the correction form shows: the item's decision over its task's own values (the
+    fields a shared form left to each task hold the task's value, as the item ran with it)."""
+    own = own_values.by_task(batch.node, [item.task_id]).get(item.task_id, {})
+    return own_values.decision_over_own(batch.node, current_decision(item, batch), own)
 
 
 def correct(batch, user, item_id, action, comment, form):

@@ -12,7 +12,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, insert
 
-from portal.batches import item_errors, items
+from portal.batches import item_errors, items, own_values
 from portal.batches.counters import add_event, finish_if_done
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
@@ -136,12 +136,19 @@ def query_task_ids(user, node, title_contains=None):
     return list(db.session.execute(query.with_only_columns(Task.id).order_by(Task.id)).scalars())
 
 
-def preview(user, node, task_ids):
-    """Eligibility counts before confirming: {"eligible": n, "reasons": {code: n}}."""
-    counts = {}
-    for _task_id, reason in classify(user, node, task_ids):
+def preview(user, node, task_ids, *, holders=False):
+    """Eligibility counts before confirming: {"eligible": n, "reasons": {code: n}}; with
+    ``holders`` also {"holders": {field key: eligible tasks holding a value of their own}}
+    (what setting that field for all would replace)."""
+    counts, eligible = {}, []
+    for task_id, reason in classify(user, node, task_ids):
         counts[reason or "eligible"] = counts.get(reason or "eligible", 0) + 1
-    return {"total": len(task_ids), "eligible": counts.pop("eligible", 0), "reasons": counts}
+        if reason is None:
+            eligible.append(task_id)
+    result = {"total": len(task_ids), "eligible": counts.pop("eligible", 0), "reasons": counts}
+    if holders:
+        result["holders"] = own_values.holders(node, eligible)
+    return result
 
 
 MAX_CONCURRENCY = 50
@@ -164,15 +171,35 @@ def _concurrency(value, errors):
 
 def _checked_decision(node, mode, action, comment, form, errors):
     """The cleaned shared form (form mode) or None; problems go into ``errors``.
-    An import's rows carry their own decisions; its batch-wide ones are optional."""
+
+    The shared form sets only the fields it holds a value for; every other field keeps
+    each task's own value, and required fields are checked per item against it when the
+    item runs (``decide(keep_own=True)``). An import's rows carry their own decisions;
+    its batch-wide ones are optional."""
     if mode != "form":
         errors.update(check_decision(action, comment) if action is not None else {})
         return None
     try:
-        return validate_decision(node, action, comment, form)
+        return validate_decision(node, action, comment, form, required=False)
     except ValidationFailed as exc:
         errors.update(exc.errors)
         return None
+
+
+def _checked_request(node, task_ids, action, comment, form, concurrency, mode, filter):
+    """(concurrency, cleaned shared form or None, {key: problem}) of a batch request."""
+    errors = {}
+    concurrency = _concurrency(concurrency, errors)
+    cleaned_form = _checked_decision(node, mode, action, comment, form, errors)
+    errors.update(selection_errors(task_ids, filter))
+    return concurrency, cleaned_form, errors
+
+
+def request_errors(node, *, task_ids, action=None, comment=None, form=None, concurrency=None,
+                   mode="form", filter=None):
+    """What ``create_batch`` would refuse in this request ({key: problem}), writing nothing:
+    for a page that found problems of its own and reports them all at once."""
+    return _checked_request(node, task_ids, action, comment, form, concurrency, mode, filter)[2]
 
 
 def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, concurrency=None,
@@ -185,10 +212,8 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     text) and becomes an ``import_failed`` item. (A row may give its own
     ``"error"`` text instead, stored as it is.)
     """
-    errors = {}
-    concurrency = _concurrency(concurrency, errors)
-    cleaned_form = _checked_decision(node, mode, action, comment, form, errors)
-    errors.update(selection_errors(task_ids, filter))
+    concurrency, cleaned_form, errors = _checked_request(node, task_ids, action, comment, form,
+                                                         concurrency, mode, filter)
     if errors:  # every problem at once, before anything is written
         only_selection = set(errors) == {"task_ids"}
         raise ValidationFailed(errors, errors["task_ids"] if only_selection else None)
@@ -229,11 +254,20 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     items.hold_tasks(batch, eligible)
     batch.total = len(rows_to_insert)
     batch.pending, batch.ignored, batch.failed = counts["pending"], counts["ignored"], counts["failed"]
-    add_event(batch.id, user.id, "created", {"total": batch.total, "mode": mode})
+    add_event(batch.id, user.id, "created", _created_detail(batch, node, cleaned_form))
     db.session.flush()
     if batch.pending == 0:  # nothing to run: every item was ignored or failed its import
         finish_if_done(batch, now)
     return batch
+
+
+def _created_detail(batch, node, cleaned_form):
+    """The audit entry of a new batch; a shared form's one also names the fields it set for
+    every task (in the node's order), the others having kept each task's own value."""
+    detail = {"total": batch.total, "mode": batch.mode}
+    if cleaned_form is not None:
+        detail["set_fields"] = [f["key"] for f in node.fields if f["key"] in cleaned_form]
+    return detail
 
 
 def _failure_columns(failure, english):

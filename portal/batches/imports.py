@@ -18,7 +18,7 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 
-from portal.batches import dispatch
+from portal.batches import dispatch, own_values
 from portal.batches.access import visible_batch
 from portal.batches.creation import classify, create_batch
 from portal.batches.listing import open_failures
@@ -28,6 +28,7 @@ from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
+from portal.workflow.forms import clean_value, is_blank, with_own_values
 from portal.errors import NotFound, ValidationFailed, reason_message
 
 KEEP_UPLOADS = timedelta(days=1)
@@ -74,18 +75,43 @@ def _failed_task_ids(batch):
     return set(db.session.execute(open_failures(batch.id, BatchItem.task_id)).scalars())
 
 
-def _validate(node, entry):
+def _validate(node, entry, own):
+    """(errors, decision) of an entry. A cell left empty keeps the task's own value (``own``),
+    required or not, and required fields are checked against it; the decision holds the
+    values the entry gives (the rest are the task's own again when the item runs)."""
     errors = dict(entry.errors)
     written = {"action": entry.action, "comment": entry.comment,
                "form": cells.jsonable(entry.form)}
     try:
-        cleaned = validate_decision(node, entry.action, entry.comment, entry.form)
+        cleaned = validate_decision(node, entry.action, entry.comment,
+                                    with_own_values(node.fields, own, entry.form))
     except ValidationFailed as exc:
         errors.update(exc.errors)
         return errors, written
     if errors:
         return errors, written
-    return errors, {"action": entry.action, "comment": entry.comment or None, "form": cleaned}
+    given = {key: value for key, value in cleaned.items() if not is_blank(entry.form.get(key))}
+    return errors, {"action": entry.action, "comment": entry.comment or None, "form": given}
+
+
+def _comparable(field, value):
+    """A value as validation reads it (its text when it reads as nothing valid)."""
+    try:
+        return clean_value(field, value)
+    except ValueError:
+        return ("as written", repr(cells.jsonable(value)))
+
+
+def untouched(node, entry, own):
+    """Whether an entry says nothing the template did not: no action, no comment, and every
+    value it holds the task's own (what the template was prefilled with). Such a row or sheet
+    is skipped like an empty one."""
+    if entry.action is not None or entry.comment is not None:
+        return False
+    fields = {f["key"]: f for f in node.fields}
+    return all(is_blank(value) or (
+        key in own and _comparable(fields[key], value) == _comparable(fields[key], own[key]))
+        for key, value in entry.form.items() if key in fields)
 
 
 def check(user, node, upload, source=None):
@@ -93,7 +119,9 @@ def check(user, node, upload, source=None):
 
     Tasks are classified first, so that the values of a row naming a task the
     user may not open are never parsed nor stored: that row only says
-    "unavailable". ``create_batch`` classifies again under lock anyway.
+    "unavailable". ``create_batch`` classifies again under lock anyway. The
+    others are read against their tasks' own values: an untouched entry is left
+    out and counted in ``upload.skipped``.
     """
     allowed = _failed_task_ids(source) if source is not None else None
     checked = [Checked(entry, dict(entry.errors), {}, importable=entry.task_id is not None)
@@ -107,13 +135,22 @@ def check(user, node, upload, source=None):
     for item, (_task_id, reason) in zip(takeable, classify(
             user, node, [c.entry.task_id for c in takeable])):
         item.reason = reason
+    own = own_values.by_task(node, [c.entry.task_id for c in takeable
+                                    if c.reason != "unavailable"])
+    kept = []
     for item in checked:
         if item.reason == "unavailable":
             item.errors, item.decision = {}, None
+            kept.append(item)
             continue
-        errors, item.decision = _validate(node, item.entry)
+        task_own = own.get(item.entry.task_id, {}) if item.importable else {}
+        if item.importable and not item.errors and untouched(node, item.entry, task_own):
+            upload.skipped += 1
+            continue
+        errors, item.decision = _validate(node, item.entry, task_own)
         item.errors = {**errors, **item.errors}
-    return checked
+        kept.append(item)
+    return kept
 
 
 def preview(checked, skipped):

@@ -109,8 +109,9 @@ def _apply(item, decision):
     set_committed_value(creator, "disabled", item.creator_disabled)
     action, comment, form = decision.for_item(item.decision)
     try:
+        # The fields the item's form leaves out keep the task's own values (contract section 4).
         decide(item.task_id, creator, action, comment, form,
-               batch_id=decision.batch_id, batch_item_id=item.id,
+               batch_id=decision.batch_id, batch_item_id=item.id, keep_own=True,
                decided_by_id=(item.decision or {}).get("decided_by"))  # a correction's author
         return "success", None
     except (NotFound, Conflict) as exc:

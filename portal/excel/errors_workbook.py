@@ -7,15 +7,15 @@ written in the workbook's language, naming fields by the node's labels
 (``item_errors``): the reader's when downloaded, the creator's when stored.
 """
 from dataclasses import dataclass
-from datetime import date
 
 from flask_babel import force_locale
 
-from portal.batches import item_errors
+from portal.batches import item_errors, own_values
 from portal.batches.access import task_titles
 from portal.batches.listing import open_failures
 from portal.excel import layout
 from portal.excel.compose import build_workbook
+from portal.excel.values import form_cells
 from portal.excel.writer import TaskValues
 from portal.extensions import db
 from portal.models import BatchFile, BatchItem
@@ -37,29 +37,6 @@ def failed_items(batch_id):
     return db.session.execute(open_failures(
         batch_id, BatchItem.task_id, BatchItem.decision, BatchItem.error,
         BatchItem.field_errors, BatchItem.error_detail)).all()
-
-
-def display_value(field, value, locale):
-    """A stored value as the template shows it (dates as dates, yes/no as words)."""
-    kind = field.get("type", "text")
-    if kind == "boolean" and isinstance(value, bool):
-        return layout.boolean_label(value, locale)
-    if kind == "date" and isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, (list, dict)):
-        return str(value)
-    return value
-
-
-def _table_lines(table, lines, locale):
-    if not isinstance(lines, list):
-        return []
-    columns = table.get("columns", [])
-    return [{c["key"]: display_value(c, line.get(c["key"]), locale) for c in columns}
-            if isinstance(line, dict) else {} for line in lines]
 
 
 @dataclass(frozen=True)
@@ -91,6 +68,7 @@ class ErrorSource:
     shared: dict                 # the batch's own decision, for form-mode items
     rows: list                   # (task_id, decision, error, field_errors, error_detail)
     titles: dict
+    own: dict                    # {task id: its own values}, for the fields a decision leaves out
 
 
 def load_error_source(batch):
@@ -104,21 +82,23 @@ def load_error_source(batch):
         node=NodeCopy(node.id, node.name, list(node.fields),
                       ProcessCopy(node.process.key, node.process.name, node.process.version)),
         shared=batch.shared_decision,
-        rows=rows, titles=task_titles(row[0] for row in rows))
+        rows=rows, titles=task_titles(row[0] for row in rows),
+        own=own_values.by_task(node, [row[0] for row in rows]))
 
 
 def task_values(source, row, locale, labels=None):
-    """One failed item's values and error; ``labels``: the node's, in ``locale``."""
+    """One failed item's values and error; ``labels``: the node's, in ``locale``.
+
+    The fields its decision leaves out show the task's own values, as the item ran with
+    them: uploaded again as it is, the file changes no value the batch did not set."""
     task_id, decision, error, field_errors, error_detail = row
-    data = decision or source.shared
-    form = data.get("form") if isinstance(data.get("form"), dict) else {}
+    data = own_values.decision_over_own(source.node, decision or source.shared,
+                                        source.own.get(task_id, {}))
     values = {"task_id": task_id, "title": source.titles.get(task_id),
               "action": layout.action_label(data.get("action"), locale),
               "comment": data.get("comment")}
-    values.update({f["key"]: display_value(f, form.get(f["key"]), locale)
-                   for f in source.node.form_fields})
-    tables = {t["key"]: _table_lines(t, form.get(t["key"]), locale)
-              for t in layout.table_fields(source.node)}
+    fields, tables = form_cells(source.node, data["form"], locale)
+    values.update(fields)
     with force_locale(layout.language(locale)):
         text = item_errors.stored_text(error_detail, error, labels)
     return TaskValues(values, tables, error=text, faulty=frozenset(field_errors or ()))

@@ -64,6 +64,9 @@ def lines(node, mode, locale, *, errors=False):
           "title is shown for reference and not read."),
         _("Action: choose %(approve)s or %(reject)s.", approve=approve, reject=reject),
         _("Labels ending with * must be filled in when you approve."),
+        _("Each task's current values are filled in. A cell left as it is, or emptied, keeps the "
+          "task's value (a required field is checked against it); a row or sheet without an "
+          "action whose values you did not change is skipped."),
         _("Dates: YYYY-MM-DD. Formulas are not calculated by the portal: the value Excel "
           "last showed is used."),
         _("Do not rename the sheets or change the hidden sheets: they tell the portal which "

@@ -1,4 +1,6 @@
-"""A node's template, prefilled with the caller's pending tasks at that node.
+"""A node's template, prefilled with the caller's pending tasks at that node and each
+task's own values (its instance's variables for the node's fields, tables too), written
+as the reader reads them back: a file uploaded as it was downloaded changes nothing.
 
 A single-mode template lists at most MAX_IMPORT_ROWS tasks (what one upload may
 hold); a per-instance one at most MAX_TEMPLATE_SHEETS (default 1,000): a
@@ -13,9 +15,11 @@ from flask_babel import gettext as _
 
 from portal.excel.compose import build_workbook
 from portal.excel.layout import MODES
+from portal.excel.values import form_cells
 from portal.excel.writer import TaskValues
 from portal.extensions import db
 from portal.models import Instance, Task
+from portal.workflow.forms import own_values
 from portal.workflow.visibility import pending_tasks_query
 
 TEMPLATE_SHEETS = 1000
@@ -29,10 +33,19 @@ def template_limit(mode):
 
 
 def pending_rows(user, node, limit):
-    """(task id, title) of the caller's pending tasks at ``node``, oldest first."""
+    """(task id, title, instance variables) of the caller's pending tasks at ``node``, oldest
+    first."""
     query = (pending_tasks_query(user, node_id=node.id)
-             .with_only_columns(Task.id, Instance.title).order_by(Task.id).limit(limit))
+             .with_only_columns(Task.id, Instance.title, Instance.data).order_by(Task.id)
+             .limit(limit))
     return db.session.execute(query).all()
+
+
+def _task_values(node, task_id, title, data, locale):
+    """What a task's row or sheet shows: its id and title, and its own values (the action and
+    comment are the user's to fill in)."""
+    values, tables = form_cells(node, own_values(node.fields, data), locale)
+    return TaskValues({"task_id": task_id, "title": title, **values}, tables)
 
 
 def pending_count(user, node):
@@ -54,7 +67,7 @@ def build_template(user, node, mode, locale):
                 "This file lists %(listed)s of your %(pending)s pending tasks at this node, the "
                 "oldest first. Download the template again after importing them for the rest.",
                 listed=limit, pending=pending))
-    tasks = (TaskValues({"task_id": task_id, "title": title}) for task_id, title in rows)
+    tasks = (_task_values(node, task_id, title, data, locale) for task_id, title, data in rows)
     return build_workbook(node, mode, tasks, locale=locale, notes=notes)
 
 

@@ -8,6 +8,7 @@ counting items.
 """
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
@@ -63,11 +64,13 @@ def eta_text(seconds):
                                                           threshold=0.9))
 
 
-def event_summary(event):
-    """A short readable note on what an audit event's detail holds."""
+def event_summary(event, labels=None):
+    """A short readable note on what an audit event's detail holds; ``labels`` ({field key:
+    label}) name the fields a batch set for every task."""
     detail = event.detail if isinstance(event.detail, dict) else {}
     if event.action == "created" and isinstance(detail.get("total"), int):
-        return ngettext("%(num)s item", "%(num)s items", detail["total"])
+        items = ngettext("%(num)s item", "%(num)s items", detail["total"])
+        return " · ".join([items, *_set_fields_note(detail.get("set_fields"), labels or {})])
     if event.action == "retried" and isinstance(detail.get("count"), int):
         return ngettext("%(num)s item", "%(num)s items", detail["count"])
     if event.action == "finished" and all(isinstance(detail.get(k), int) for k in ("success", "failed")):
@@ -77,6 +80,16 @@ def event_summary(event):
         return ngettext("%(num)s pending item stopped", "%(num)s pending items stopped",
                         detail["items"])
     return ""
+
+
+def _set_fields_note(keys, labels):
+    """[what a shared form set for every task], or [] for a batch made otherwise (imports,
+    batches made before the fields it set were recorded)."""
+    if not isinstance(keys, list):
+        return []
+    if not keys:
+        return [_("No field set for all: each task kept its own values")]
+    return [_("Set for all: %(fields)s", fields=", ".join(str(labels.get(k) or k) for k in keys))]
 
 
 def _cursor_args():
@@ -121,15 +134,44 @@ class Selection:
             if self.all_matching else None
 
 
+SET_ALL = "set_all"   # the name of each field's "set the same value for all" box
+
+
+def ticked_fields(values):
+    """The keys whose "set the same value for all" box is ticked."""
+    return set(values.getlist(SET_ALL))
+
+
 def _submitted_form(node, values):
-    """The shared form's values from the page, keyed like the node's fields."""
-    data = {}
+    """(shared form, field errors) from the page.
+
+    Only the fields whose "set the same value for all" box is ticked are set for every task;
+    every other field keeps each task's own value. A value typed into a field whose box is off,
+    or a ticked box without a value, is a field error: the page neither drops nor invents a
+    value without saying so. A ticked yes/no field left unchecked sets No.
+    """
+    ticked = ticked_fields(values)
+    data, errors = {}, {}
     for field in node.form_fields:
+        key = field["key"]
+        if field.get("readonly"):
+            continue
         if field.get("type") == "boolean":
-            data[field["key"]] = True if values.get(field["key"]) else None
+            value = bool(values.get(key))
+            given = value
         else:
-            data[field["key"]] = values.get(field["key"], "")
-    return data
+            value = values.get(key, "")
+            given = value.strip() != ""
+        if key not in ticked:
+            if given:
+                errors[key] = _("Tick “Set the same value for all” to set this value for every "
+                                "task, or clear it.")
+        elif given or field.get("type") == "boolean":
+            data[key] = value
+        else:
+            errors[key] = _("Enter the value to set for every task, or untick “Set the same "
+                            "value for all”.")
+    return data, errors
 
 
 def _previewing():
@@ -139,11 +181,13 @@ def _previewing():
 
 
 def _render_new(selection, task_ids, errors=None, status=200):
-    preview = creation.preview(current_user, selection.node, task_ids) if task_ids else None
+    preview = (creation.preview(current_user, selection.node, task_ids, holders=True)
+               if task_ids else None)
     values = request.form if request.method == "POST" and not _previewing() else {}
     return render_template(
         "batches/new.html", selection=selection, task_ids=task_ids, preview=preview,
         reason_labels=REASON_LABELS, errors=errors or {}, values=values,
+        set_all=ticked_fields(values) if values else set(),
         default_concurrency=current_app.config["BATCH_CONCURRENCY"]), status
 
 
@@ -158,13 +202,15 @@ def new():
         return _render_new(selection, [], exc.errors, 400)
     if request.method == "GET" or _previewing():
         return _render_new(selection, task_ids)
-    decision = {"action": values.get("action"), "comment": values.get("comment", ""),
-                "form": _submitted_form(selection.node, values)}
+    form, form_errors = _submitted_form(selection.node, values)
+    request_args = {"task_ids": task_ids, "action": values.get("action"),
+                    "comment": values.get("comment", ""), "form": form,
+                    "concurrency": values.get("concurrency"), "filter": selection.stored_filter}
+    if form_errors:  # with whatever else the request gets wrong, nothing created
+        errors = creation.request_errors(selection.node, **request_args)
+        return _render_new(selection, task_ids, {**errors, **form_errors}, 422)
     try:
-        batch = creation.create_batch(
-            current_user, selection.node, task_ids=task_ids, **decision,
-            concurrency=values.get("concurrency"),
-            filter=selection.stored_filter)
+        batch = creation.create_batch(current_user, selection.node, **request_args)
     except ValidationFailed as exc:
         db.session.rollback()
         return _render_new(selection, task_ids, exc.errors, 422)
@@ -228,7 +274,8 @@ def show(batch_id):
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
         end_labels=END_LABELS,
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
-        event_summary=event_summary, by_status=items_by_status(batch),
+        event_summary=partial(event_summary, labels=item_errors.field_labels(batch.node)),
+        by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
         active=is_active(batch),
         source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id),
@@ -291,7 +338,7 @@ def correct(batch_id, item_id):
     if request.method == "GET":
         if not corrections.correctable(batch_item, batch):
             return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
-        decision = corrections.current_decision(batch_item, batch)
+        decision = corrections.decision_to_correct(batch_item, batch)
         stored = item_errors.field_texts(batch_item.field_errors,
                                          item_errors.field_labels(batch.node))
         return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(

@@ -21,7 +21,7 @@ from portal.workflow.versions import version_shape
 from portal.workflow.visibility import (
     can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
 from portal.errors import NotFound, UserError, ValidationFailed, conflict
-from portal.workflow.forms import validate_form
+from portal.workflow.forms import validate_form, with_own_values
 
 ACTIONS = ("approve", "reject")
 MAX_COMMENT = 2000
@@ -137,11 +137,14 @@ def check_decision(action, comment):
     return errors
 
 
-def validate_decision(node, action, comment, form):
-    """Return the cleaned form; ValidationFailed names each field at fault."""
+def validate_decision(node, action, comment, form, *, required=True):
+    """Return the cleaned form; ValidationFailed names each field at fault.
+
+    ``required=False`` checks only the values ``form`` holds: a batch's shared form, whose
+    missing fields each item takes from its own task (``decide(keep_own=True)``)."""
     errors = check_decision(action, comment)
     cleaned, form_errors = validate_form(node.fields, form or {},
-                                         enforce_required=(action == "approve"))
+                                         enforce_required=(action == "approve" and required))
     errors.update(form_errors)
     if errors:
         raise ValidationFailed(errors)
@@ -149,13 +152,14 @@ def validate_decision(node, action, comment, form):
 
 
 def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, batch_item_id=None,
-           decided_by_id=None):
+           keep_own=False, decided_by_id=None):
     """Approve or reject a task as ``user``; returns the task.
 
     ``decided_by_id``: the person who chose this decision for ``user`` (who corrected a batch item of
     ``user``'s batch); the history names them, on behalf of ``user``. The task stays ``user``'s.
-
-    The one path for a single approval and a batch item alike. Every refusal
+    With ``keep_own`` (batch items) a field ``form`` leaves out or holds blank takes the task's own
+    value (its instance's variable, read under the lock), and the merged values are validated: a
+    required field neither sets nor holds is a field error of this task. Every refusal
     (NotFound, Conflict, ValidationFailed, UserError) is raised before anything
     is written, so a caller may record the refusal in the same transaction.
     The task row, then the instance row, are locked: two decisions on one
@@ -165,6 +169,8 @@ def decide(task_id, user, action, comment=None, form=None, *, batch_id=None, bat
     task, instance, version = _lock_task_and_instance(task_id)
     check_can_act(task, user, batch_id=batch_id)
     node = version.nodes_by_id[task.node_id]
+    if keep_own:
+        form = with_own_values(node.fields, instance.data, form)
     cleaned = validate_decision(node, action, comment, form)
     workflow = runtime.restore(version.bpmn, instance.state)
     # Pending rows match the engine's ready user tasks: read the others only when there are others.

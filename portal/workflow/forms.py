@@ -19,7 +19,7 @@ TRUE_WORDS = {"true", "1", "yes", "y", "是", "真", "on"}
 FALSE_WORDS = {"false", "0", "no", "n", "否", "假", "off"}
 
 
-def _is_blank(value):
+def is_blank(value):
     return value is None or (isinstance(value, str) and value.strip() == "") or value == []
 
 
@@ -147,6 +147,21 @@ def clean_value(field, value):
     return _text(value, field)
 
 
+def own_values(fields, data):
+    """The values a task holds of its own for ``fields``: its instance's variables of those keys
+    (what the task page shows before anyone types), blanks left out."""
+    data = data if isinstance(data, dict) else {}
+    return {f["key"]: data[f["key"]] for f in fields if not is_blank(data.get(f["key"]))}
+
+
+def with_own_values(fields, data, form):
+    """``form`` over the task's own values (``data``: its instance's variables): a field the form
+    leaves out, or holds blank, keeps the task's value. What a batch item is decided with."""
+    given = {key: value for key, value in (form if isinstance(form, dict) else {}).items()
+             if not is_blank(value)}
+    return {**own_values(fields, data), **given}
+
+
 def validate_form(fields, data, *, enforce_required=True):
     """Check ``data`` against ``fields``; unknown keys are dropped, and so are values of read-only
     fields (BPMN ``readonly``: shown from the instance's variables, never set by a decision)."""
@@ -157,7 +172,7 @@ def validate_form(fields, data, *, enforce_required=True):
         if field.get("readonly"):
             continue
         value = data.get(key)
-        if _is_blank(value):
+        if is_blank(value):
             if field.get("required") and enforce_required:
                 errors[key] = _("This field is required.")
             continue

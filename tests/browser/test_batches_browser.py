@@ -54,6 +54,8 @@ def test_batch_approve_from_selection_to_finished(page, factory, workers, langua
     assert page.locator('[data-reason="unavailable"] strong').inner_text() == "1"
 
     # a required field left empty: the form comes back with the error next to it
+    page.check("#set-all-amount")
+    page.check("#set-all-category")
     page.select_option("#field-category", "Travel")
     page.fill("#comment", "approved in the browser")
     page.click("#batch-form button[type=submit]")
@@ -61,6 +63,7 @@ def test_batch_approve_from_selection_to_finished(page, factory, workers, langua
     assert page.input_value("#comment") == "approved in the browser"
 
     page.fill("#field-amount", "42")
+    page.check("#set-all-urgent")
     page.check("#field-urgent")
     page.click("#batch-form button[type=submit]")
     page.wait_for_url(re.compile(r"/batches/\d+$"))
@@ -89,6 +92,8 @@ def test_pause_and_cancel_through_the_confirmation_dialogs(page, factory):
     page.wait_for_url(re.compile(r"/$"))
     page.goto(f"{page.base}/batches/new?node_id={node_id}&"
               + "&".join(f"task_ids={i}" for i in task_ids))
+    page.check("#set-all-amount")
+    page.check("#set-all-category")
     page.fill("#field-amount", "5")
     page.select_option("#field-category", "Meals")
     page.click("#batch-form button[type=submit]")

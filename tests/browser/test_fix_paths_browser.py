@@ -56,6 +56,7 @@ def test_switching_language_after_a_form_error_returns_to_the_form_with_the_sele
     browser_login(page, "alice")
     page.wait_for_url(re.compile(r"/$"))
     page.goto(page.base + f"/batches/new?node_id={node_id}&" + "&".join(f"task_ids={i}" for i in task_ids))
+    page.check("#set-all-amount")
     page.click("#batch-form button[type=submit]")  # the amount is required: the form comes back
     assert page.locator('[data-error-for="amount"]').is_visible()
     page.click("#lang-menu")

@@ -88,6 +88,8 @@ def test_selection_is_kept_across_pages_and_makes_one_batch(page, factory):
     assert sorted(int(v) for v in page.locator(
         "#batch-form input[name=task_ids]").evaluate_all("inputs => inputs.map(i => i.value)")) == chosen
 
+    page.check("#set-all-amount")
+    page.check("#set-all-category")
     page.fill("#field-amount", "42")
     page.select_option("#field-category", "Travel")
     page.click("#batch-form button[type=submit]")
