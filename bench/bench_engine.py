@@ -49,7 +49,7 @@ def child(args):
         from portal.extensions import db
         from portal.models import Node
         from portal.queueing import get_redis
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.process_files import load_definition
         user = create_user("alice", "password-123")
         load_definition(EXPENSE)
         db.session.commit()

@@ -28,7 +28,7 @@ def _fail(exc):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def process_load(path):
     """Load a process file, JSON or BPMN 2.0 (a changed one becomes a new version)."""
-    from portal.workflow.definitions import load_process_report
+    from portal.workflow.process_files import load_process_report
     try:
         with open(path, "rb") as fh:
             content = fh.read()

@@ -18,7 +18,7 @@ from portal.batches import dispatch
 from portal.extensions import db
 from portal.models import Batch, Instance, Task
 from portal.workflow import repair
-from portal.workflow.definitions import load_process_file
+from portal.workflow.process_files import load_process_file
 from portal.workflow.engine import start_instance
 
 SIGNERS = ["alice", "bob"]

@@ -3,7 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Node, ProcessDefinition
-from portal.workflow.definitions import load_definition
+from portal.workflow.process_files import load_definition
 from portal.workflow.versions import version_key, version_shape
 
 

@@ -2,7 +2,7 @@
 countersign requests and the approval history.
 
 Every process runs on SpiffWorkflow: a definition holds its BPMN file (a JSON
-definition is stored with the equivalent BPMN, ``portal.workflow.bpmn_from_json``),
+definition is stored with the equivalent BPMN, ``portal.workflow.json_definitions.to_bpmn``),
 an instance holds the engine's state, and a Task row stands for each user task
 the engine has ready, so that lists, locks and batches stay indexed SQL.
 """

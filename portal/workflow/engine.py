@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
 from portal.workflow import multi_instance, runtime
-from portal.workflow.definitions import latest_version
+from portal.workflow.store import latest_version
 from portal.workflow.engine_sync import apply_sync, plan_sync
 from portal.workflow.versions import version_shape
 from portal.workflow.visibility import (
