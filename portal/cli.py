@@ -160,7 +160,7 @@ def _prepare_work_horses():
     import portal.jobs.batch_jobs  # noqa: F401
     import portal.jobs.excel_jobs  # noqa: F401
     from portal.models import Instance, ProcessDefinition
-    from portal.workflow import runtime, versions
+    from portal.workflow.engine import runtime, versions
     configure_mappers()
     running = (db.select(ProcessDefinition.id, ProcessDefinition.digest, ProcessDefinition.created_at)
                .where(ProcessDefinition.bpmn.is_not(None))

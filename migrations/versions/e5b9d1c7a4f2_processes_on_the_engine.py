@@ -48,7 +48,7 @@ def _move_onto_the_engine(conn):
     import logging
 
     from portal.errors import ValidationFailed
-    from portal.workflow import runtime
+    from portal.workflow.engine import runtime
     from portal.workflow.json_definitions.to_bpmn import bpmn_from_json
     from portal.workflow.loading.bpmn import load_bpmn
 

@@ -77,7 +77,7 @@ class Instance(db.Model):
     title: Mapped[str] = mapped_column(String(300))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running|approved|rejected
-    # SpiffWorkflow's serialized workflow without its spec (portal.workflow.runtime); None once finished
+    # SpiffWorkflow's serialized workflow without its spec (portal.workflow.engine.runtime); None once finished
     # before the engine ran it.
     state: Mapped[str | None] = mapped_column(Text)
     suspended: Mapped[bool] = mapped_column(default=False)

@@ -11,17 +11,17 @@ from datetime import timedelta
 from flask import current_app
 from portal.messages import message as _
 
+from portal.errors import NotFound, UserError, ValidationFailed, conflict
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
-from portal.workflow import multi_instance, runtime
+from portal.workflow.engine import multi_instance, runtime
+from portal.workflow.engine.sync import apply_sync, plan_sync
+from portal.workflow.engine.versions import version_shape
+from portal.workflow.forms import validate_form, with_own_values
 from portal.workflow.store import latest_version
-from portal.workflow.engine_sync import apply_sync, plan_sync
-from portal.workflow.versions import version_shape
 from portal.workflow.visibility import (
     can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
-from portal.errors import NotFound, UserError, ValidationFailed, conflict
-from portal.workflow.forms import validate_form, with_own_values
 
 ACTIONS = ("approve", "reject")
 MAX_COMMENT = 2000
