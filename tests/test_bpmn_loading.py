@@ -24,7 +24,7 @@ TASK = '<bpmn:userTask id="review" name="Review" camunda:assignee="alice" />'
 
 @pytest.fixture
 def expressions():
-    """Files with conditions need the portal's expression checker (portal/workflow/expressions.py)."""
+    """Files with conditions need the portal's expression checker (portal/workflow/expressions/)."""
     return pytest.importorskip("portal.workflow.expressions")
 
 
