@@ -10,9 +10,9 @@ importing only those listed before it (tests/test_import_graph.py holds the line
 - ``store`` (process versions as stored) and ``process_files`` (an uploaded file of either kind stored as a
   version);
 - ``forms`` (a decision's values validated against the node's fields) and ``visibility`` (who may see a task
-  and act on it now);
+  and act on it now, and what the task pages tell of it: badges, what may be done);
 - ``engine/``: instances on SpiffWorkflow, moved on by decisions (``from portal.workflow import engine``);
-- what the pages read: ``listing``.
+- what the pages and the API read: ``listing`` (lists and pages) and ``diagrams`` (what a diagram marks).
 """
 
 
