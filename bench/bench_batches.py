@@ -160,7 +160,7 @@ def main():
         from portal.extensions import db
         from portal.models import Node
         from portal.queueing import get_redis
-        from portal.workflow.definitions import load_bpmn_definition, load_definition
+        from portal.workflow.process_files import load_bpmn_definition, load_definition
         user = create_user("alice", "password-123")
         if args.process == "gateway":
             process, _created = load_bpmn_definition(GATEWAY_BPMN.encode("utf-8"))

@@ -49,7 +49,10 @@ def child(args):
         from portal.extensions import db
         from portal.models import Node
         from portal.queueing import get_redis
-        from portal.workflow.definitions import load_definition
+        try:
+            from portal.workflow.process_files import load_definition
+        except ImportError:  # a code base from before the workflow's packages (loading/, engine/, ...)
+            from portal.workflow.definitions import load_definition
         user = create_user("alice", "password-123")
         load_definition(EXPENSE)
         db.session.commit()

@@ -83,7 +83,7 @@ def prepare(workdir, rows, template_tasks):
         from portal.excel.compose import build_workbook
         from portal.excel.writer import TaskValues
         from portal.extensions import db
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.process_files import load_definition
         alice = create_user("alice", "password-123")
         tina = create_user("tina", "password-123")
         process, _ = load_definition(EXPENSE)

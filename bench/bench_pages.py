@@ -79,7 +79,7 @@ def main():
         from portal.demo import EXPENSE
         from portal.extensions import db
         from portal.models import Node
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.process_files import load_definition
         user = create_user("alice", "password-123", "supervisor")
         load_definition(EXPENSE)
         token = issue_token(user)

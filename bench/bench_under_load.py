@@ -59,7 +59,7 @@ def main():
         from portal.extensions import db
         from portal.models import Batch, Node
         from portal.queueing import get_redis
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.process_files import load_definition
         user = create_user("alice", "password-123")
         load_definition(EXPENSE)
         token = issue_token(user)

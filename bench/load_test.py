@@ -205,7 +205,7 @@ def seed(accounts, tasks_per_user):
     from portal.accounts import create_user
     from portal.extensions import db
     from portal.models import Node
-    from portal.workflow.definitions import load_bpmn_definition
+    from portal.workflow.process_files import load_bpmn_definition
     owner = create_user(BATCH_OWNER, PASSWORD)
     names = account_names(accounts)
     for name in names:

@@ -82,8 +82,12 @@ def engine_position(node, variables=None, values=None):
     Every bench instance at the node may share the state and the task id: engine task ids need to be unique
     within one workflow only.
     """
-    from portal.workflow import runtime
-    from portal.workflow.engine_sync import assignee_columns
+    try:
+        from portal.workflow.engine import runtime
+        from portal.workflow.engine.sync import assignee_columns
+    except ImportError:  # a code base from before the workflow's packages (bench_engine.py --current REV)
+        from portal.workflow import runtime
+        from portal.workflow.engine_sync import assignee_columns
     bpmn = node.process.bpmn
     workflow = runtime.new_workflow(bpmn, dict(variables or {}))
     for _step in range(100):  # a bound: approving every step of a loop would never reach the node

@@ -28,7 +28,7 @@ def _fail(exc):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def process_load(path):
     """Load a process file, JSON or BPMN 2.0 (a changed one becomes a new version)."""
-    from portal.workflow.definitions import load_process_report
+    from portal.workflow.process_files import load_process_report
     try:
         with open(path, "rb") as fh:
             content = fh.read()
@@ -160,7 +160,7 @@ def _prepare_work_horses():
     import portal.jobs.batch_jobs  # noqa: F401
     import portal.jobs.excel_jobs  # noqa: F401
     from portal.models import Instance, ProcessDefinition
-    from portal.workflow import runtime, versions
+    from portal.workflow.engine import runtime, versions
     configure_mappers()
     running = (db.select(ProcessDefinition.id, ProcessDefinition.digest, ProcessDefinition.created_at)
                .where(ProcessDefinition.bpmn.is_not(None))

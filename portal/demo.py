@@ -11,7 +11,7 @@ import os
 from portal.accounts import create_user, find_user
 from portal.extensions import db
 from portal.models import Task
-from portal.workflow.definitions import load_definition, load_process_file
+from portal.workflow.process_files import load_definition, load_process_file
 from portal.workflow.engine import start_instance
 
 DEMO_PASSWORD = "demo-pass-123"

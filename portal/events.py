@@ -17,7 +17,7 @@ For counting only (sent as the thing is recorded; receivers write nothing):
 - ``items_retried``: sender the batch id; ``count``, ``automatic`` (False: a person asked).
 - ``recovery_acted``: sender the kind (reclaimed|retried|closed|stalled); ``count``.
 - ``stuck_instances``: sender the outcome (repaired|unrepaired); ``count``: running instances recovery found
-  waiting on nothing in one pass (``portal.workflow.repair``).
+  waiting on nothing in one pass (``portal.workflow.engine.repair``).
 """
 from blinker import Namespace
 

@@ -24,8 +24,8 @@ from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, History, Instance, Task
 from portal.models.base import utcnow
-from portal.workflow import runtime
-from portal.workflow.definitions import load_process_file
+from portal.workflow.engine import runtime
+from portal.workflow.process_files import load_process_file
 from portal.workflow.engine import start_instance
 
 def redis_server_binary():

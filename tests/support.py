@@ -38,7 +38,7 @@ class Factory:
 
     def process(self, definition=None):
         from portal.extensions import db
-        from portal.workflow.definitions import load_definition
+        from portal.workflow.process_files import load_definition
         process, _created = load_definition(definition or EXPENSE)
         db.session.commit()
         return process

@@ -12,7 +12,7 @@ from portal.errors import NotFound, UserError
 from portal.extensions import db
 from portal.models import Instance, Task
 from portal.workflow import engine
-from portal.workflow.definitions import load_process_file
+from portal.workflow.process_files import load_process_file
 
 
 def _load(content, name="p.bpmn"):

@@ -9,9 +9,9 @@ from lxml import etree
 
 from portal.demo import EXPENSE, LEAVE
 from portal.errors import ValidationFailed
-from portal.workflow.bpmn import MAX_BPMN_BYTES, MAX_FLOW_NODES, load_bpmn
-from portal.workflow.bpmn_from_json import bpmn_from_json
-from portal.workflow.definitions import check_definition
+from portal.workflow.json_definitions.checks import check_definition
+from portal.workflow.json_definitions.to_bpmn import bpmn_from_json
+from portal.workflow.loading.bpmn import MAX_BPMN_BYTES, MAX_FLOW_NODES, load_bpmn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = os.path.join(ROOT, "tests", "bpmn_files")
@@ -24,7 +24,7 @@ TASK = '<bpmn:userTask id="review" name="Review" camunda:assignee="alice" />'
 
 @pytest.fixture
 def expressions():
-    """Files with conditions need the portal's expression checker (portal/workflow/expressions.py)."""
+    """Files with conditions need the portal's expression checker (portal/workflow/expressions/)."""
     return pytest.importorskip("portal.workflow.expressions")
 
 

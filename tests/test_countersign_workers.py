@@ -17,8 +17,8 @@ from support import assert_counters_match_items, snapshot, wait_for
 from portal.batches import dispatch
 from portal.extensions import db
 from portal.models import Batch, Instance, Task
-from portal.workflow import repair
-from portal.workflow.definitions import load_process_file
+from portal.workflow.engine import repair
+from portal.workflow.process_files import load_process_file
 from portal.workflow.engine import start_instance
 
 SIGNERS = ["alice", "bob"]

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from portal.extensions import db
 from portal.models import Instance, Node, ProcessDefinition, Task
 from portal.web.diagrams import instance_diagram, process_diagram
-from portal.workflow.definitions import load_bpmn_definition, load_definition
+from portal.workflow.process_files import load_bpmn_definition, load_definition
 from portal.workflow.engine import decide
 from support import EXPENSE, GOOD_FORM, login
 

@@ -9,7 +9,7 @@ ready tasks, the same end, the same variables.
 import pytest
 
 from bpmn_support import end, flow, gateway, multi_instance, process_xml, user_task
-from portal.workflow import runtime
+from portal.workflow.engine import runtime
 
 SIGNERS = ["alice", "carol", "dave"]
 

@@ -172,7 +172,7 @@ def test_a_template_says_when_it_lists_only_part_of_the_tasks(factory, app, monk
 
 
 def test_a_template_named_in_chinese_downloads_with_a_utf8_file_name(client, factory):
-    from portal.workflow.definitions import load_definition
+    from portal.workflow.process_files import load_definition
     users = factory.standard()
     load_definition({"key": "报销", "name": "报销", "nodes": [
         {"key": "经理审批", "name": "经理审批", "assignee": "user:alice", "fields": []}]})

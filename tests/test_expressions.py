@@ -1,4 +1,4 @@
-"""The BPMN condition evaluator (portal/workflow/expressions.py): what it
+"""The BPMN condition evaluator (portal/workflow/expressions/): what it
 accepts, how it evaluates, and that everything outside the subset is refused
 at compile time with a message quoting the expression. No app needed."""
 import builtins

@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import History, Instance
 from portal.models.base import utcnow
 from portal.workflow import engine
-from portal.workflow.definitions import load_process_file
+from portal.workflow.process_files import load_process_file
 
 SIGNED = process_xml("signed", (
     user_task("sign", "${signer}", multi=multi_instance("${signers}", "signer"))

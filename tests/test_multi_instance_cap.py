@@ -8,7 +8,7 @@ from portal.batches import creation, runner
 from portal.extensions import db
 from portal.models import BatchItem, History, Instance, Task
 from portal.workflow import engine
-from portal.workflow.definitions import load_process_file
+from portal.workflow.process_files import load_process_file
 
 # review (alice) -> sign (one task per name in ${signers}) -> end
 REVIEWED = process_xml("reviewed", (

@@ -20,8 +20,9 @@ from support import GOOD_FORM
 from portal.batches import runner
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Instance, Task, User
-from portal.workflow import engine, runtime
-from portal.workflow.definitions import load_process_file
+from portal.workflow import engine
+from portal.workflow.engine import runtime
+from portal.workflow.process_files import load_process_file
 from portal.errors import Conflict
 
 ROUNDS = 20

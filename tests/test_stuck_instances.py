@@ -16,8 +16,9 @@ from portal.batches import recovery
 from portal.extensions import db
 from portal.jobs import periodic
 from portal.models import Instance, Task
-from portal.workflow import engine, repair, runtime
-from portal.workflow.definitions import load_process_file
+from portal.workflow import engine
+from portal.workflow.engine import repair, runtime
+from portal.workflow.process_files import load_process_file
 
 
 def _counted(client):

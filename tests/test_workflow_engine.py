@@ -135,7 +135,7 @@ def test_disabled_user_gets_user_error(factory):
 
 def test_definition_versions_only_when_changed(factory):
     from support import EXPENSE
-    from portal.workflow.definitions import load_definition
+    from portal.workflow.process_files import load_definition
     first = factory.process()
     same, created = load_definition(EXPENSE)
     assert not created and same.id == first.id
@@ -148,7 +148,7 @@ def test_definition_versions_only_when_changed(factory):
 
 
 def test_definition_field_keys_may_not_shadow_the_task_form(factory):
-    from portal.workflow.definitions import check_definition
+    from portal.workflow.json_definitions.checks import check_definition
     problems = check_definition({"key": "x", "name": "X", "nodes": [
         {"key": "a", "assignee": "user:alice",
          "fields": [{"key": "comment", "type": "text"}, {"key": "ok", "type": "text"}]}]})

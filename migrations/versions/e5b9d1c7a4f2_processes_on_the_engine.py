@@ -1,6 +1,6 @@
 """Processes on SpiffWorkflow: definitions keep their BPMN file, instances their engine state
 
-Every existing JSON definition gets its equivalent BPMN file (portal.workflow.bpmn_from_json) and its nodes
+Every existing JSON definition gets its equivalent BPMN file (portal.workflow.json_definitions.to_bpmn) and its nodes
 what the BPMN loader reads; a task records the task whose decision opened it and a finished batch where its items went; every running instance gets the engine state of a workflow standing at its pending
 task's node, and that task the engine's task id. Finished instances need no state. Downgrading drops the
 columns (instances started on a BPMN file cannot be represented before this revision and are left as they are).
@@ -48,9 +48,9 @@ def _move_onto_the_engine(conn):
     import logging
 
     from portal.errors import ValidationFailed
-    from portal.workflow import runtime
-    from portal.workflow.bpmn import load_bpmn
-    from portal.workflow.bpmn_from_json import bpmn_from_json
+    from portal.workflow.engine import runtime
+    from portal.workflow.json_definitions.to_bpmn import bpmn_from_json
+    from portal.workflow.loading.bpmn import load_bpmn
 
     definitions = conn.execute(sa.text("SELECT id, key, version, definition FROM process_definition")).all()
     for definition_id, key, version, data in definitions:

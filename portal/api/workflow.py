@@ -7,7 +7,6 @@ naming it, so a typo such as ``"coment"`` is reported instead of dropped.
 """
 from flask import request
 from flask_babel import gettext as _
-from sqlalchemy.orm import selectinload
 
 from portal.api import ApiError, api_user, bp, int_arg, json_body, paginate
 from portal.api import schemas
@@ -212,14 +211,7 @@ def list_tasks():
     if status not in TASK_STATUSES:
         raise ApiError(400, _("status must be pending or done."))
     node_id = int_arg("node_id", minimum=1, maximum=MAX_ID)
-    if status == "pending":
-        query = visibility.pending_tasks_query(user, node_id=node_id)
-    else:
-        query = db.select(Task).where(Task.status == "done", Task.completed_by_id == user.id)
-        if node_id is not None:
-            query = query.where(Task.node_id == node_id)
-    query = query.options(selectinload(Task.instance), selectinload(Task.lock_holder),
-                          selectinload(Task.assignee_user))
+    query = listing.tasks_of(user, done=(status == "done"), node_id=node_id)
     tasks, next_cursor = paginate(query, Task.id)
     return {"tasks": [task_to_dict(t) for t in tasks], "next_cursor": next_cursor}
 

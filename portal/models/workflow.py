@@ -2,7 +2,7 @@
 countersign requests and the approval history.
 
 Every process runs on SpiffWorkflow: a definition holds its BPMN file (a JSON
-definition is stored with the equivalent BPMN, ``portal.workflow.bpmn_from_json``),
+definition is stored with the equivalent BPMN, ``portal.workflow.json_definitions.to_bpmn``),
 an instance holds the engine's state, and a Task row stands for each user task
 the engine has ready, so that lists, locks and batches stay indexed SQL.
 """
@@ -77,7 +77,7 @@ class Instance(db.Model):
     title: Mapped[str] = mapped_column(String(300))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running|approved|rejected
-    # SpiffWorkflow's serialized workflow without its spec (portal.workflow.runtime); None once finished
+    # SpiffWorkflow's serialized workflow without its spec (portal.workflow.engine.runtime); None once finished
     # before the engine ran it.
     state: Mapped[str | None] = mapped_column(Text)
     suspended: Mapped[bool] = mapped_column(default=False)

@@ -25,7 +25,7 @@ from portal.web.args import id_arg
 from portal.web.errors import back_with_message
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine, listing
-from portal.workflow.definitions import load_process_report
+from portal.workflow.process_files import load_process_report
 from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -6,17 +6,16 @@ The instance page and the admin process page render the diagram in the browser
 each authorized like the page it serves. Two template globals give those pages the
 route's address and the markers to draw: which user tasks are done, current or
 rejected for one instance, and how many tasks wait at each user task of a version.
-A version stored without a BPMN file (very old rows) has no diagram: the routes
-answer 404 and the globals return None.
+What is marked is read by ``portal.workflow.diagrams``. A version stored without a BPMN file
+(very old rows) has no diagram: the routes answer 404 and the globals return None.
 """
-from datetime import datetime
-
 from flask import Blueprint, Response, abort, url_for
 from flask_login import current_user, login_required
 from werkzeug.utils import secure_filename
 
 from portal.extensions import db
-from portal.models import Instance, Node, ProcessDefinition, Task
+from portal.models import ProcessDefinition
+from portal.workflow import diagrams
 from portal.workflow.visibility import visible_instance
 
 bp = Blueprint("diagrams", __name__)
@@ -63,31 +62,13 @@ def process_bpmn(process_id):
 @bp.app_template_global()
 def instance_diagram(instance):
     """What the instance page draws: ``{"url", "done", "active", "rejected"}`` (node keys, i.e.
-    user task ids), or None when the instance's version has no BPMN file.
-
-    ``done``: nodes with a done task; ``active``: nodes with a pending task; ``rejected``:
-    nodes whose most recently completed task was rejected (a later approval there clears it).
-    The page has already checked that the viewer may see the instance.
+    user task ids, see ``diagrams.instance_markers``), or None when the instance's version has no
+    BPMN file. The page has already checked that the viewer may see the instance.
     """
-    if instance.process.bpmn is None:
+    markers = diagrams.instance_markers(instance)
+    if markers is None:
         return None
-    rows = db.session.execute(
-        db.select(Node.key, Task.status, Task.outcome, Task.completed_at, Task.id)
-        .join(Node, Task.node_id == Node.id)
-        .where(Task.instance_id == instance.id)).all()
-    done, active, last_outcome = set(), set(), {}
-    # Oldest first, so each node's last completed task writes its outcome last; a done task
-    # without a completion time (should not happen) counts as the oldest.
-    for key, status, outcome, _completed_at, _task_id in sorted(
-            rows, key=lambda row: (row.completed_at or datetime.min, row.id)):
-        if status == "pending":
-            active.add(key)
-        elif status == "done":
-            done.add(key)
-            last_outcome[key] = outcome
-    return {"url": url_for("diagrams.instance_bpmn", instance_id=instance.id),
-            "done": sorted(done), "active": sorted(active),
-            "rejected": sorted(key for key, outcome in last_outcome.items() if outcome == "reject")}
+    return {"url": url_for("diagrams.instance_bpmn", instance_id=instance.id), **markers}
 
 
 @bp.app_template_global()
@@ -95,14 +76,7 @@ def process_diagram(definition):
     """What the admin process page draws: ``{"url", "counts"}`` with counts = {node key: pending
     tasks of running instances there} for the node keys that have any, or None when the
     version has no BPMN file."""
-    if definition.bpmn is None:
+    counts = diagrams.pending_counts(definition)
+    if counts is None:
         return None
-    rows = db.session.execute(
-        db.select(Node.key, db.func.count(Task.id))
-        .join(Task, Task.node_id == Node.id)
-        .join(Instance, Task.instance_id == Instance.id)
-        .where(Node.process_id == definition.id, Task.status == "pending",
-               Instance.status == "running")
-        .group_by(Node.key)).all()
-    return {"url": url_for("diagrams.process_bpmn", process_id=definition.id),
-            "counts": {key: count for key, count in rows}}
+    return {"url": url_for("diagrams.process_bpmn", process_id=definition.id), "counts": counts}

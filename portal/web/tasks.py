@@ -6,8 +6,6 @@ next to their inputs (validation) or a flash (state conflicts). Opening a
 task changes nothing: its lock is taken by the "Take this task" button (a
 POST) or by the decision or countersign request itself.
 """
-from dataclasses import dataclass
-
 from flask import (Blueprint, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_babel import gettext as _
@@ -38,30 +36,6 @@ def _login_first():
 
 # --- what a row or the task page shows ---------------------------------------------------
 
-@dataclass(frozen=True)
-class TaskFlags:
-    """Badges of a pending task, as the viewer sees them."""
-    suspended: bool
-    countersigning: bool
-    locked_by_batch: bool
-    locked_by_other: bool
-    locked_by_me: bool
-    lock_holder: str | None
-
-
-def task_flags(task, user, now=None):
-    now = now or utcnow()
-    locked = visibility.lock_active(task, now)
-    return TaskFlags(
-        suspended=task.instance.suspended,
-        countersigning=any(c.status == "pending" for c in task.countersigns),
-        locked_by_batch=locked and task.lock_batch_id is not None,
-        locked_by_other=visibility.locked_by_other(task, user, now=now),
-        locked_by_me=locked and task.lock_batch_id is None and task.lock_holder_id == user.id,
-        lock_holder=task.lock_holder.username if locked and task.lock_holder else None,
-    )
-
-
 def field_labels(node):
     """{field key: label} of a node, for showing stored forms."""
     return {f["key"]: f.get("label") or f["key"] for f in (node.fields if node else [])}
@@ -91,7 +65,7 @@ def index():
     found = listing.pending_tasks_page(current_user, node_id=node_id, process_key=process_key,
                                        title=title_query, page=page, page_size=PAGE_SIZE)
     now = utcnow()
-    rows = [(task, task_flags(task, current_user, now)) for task in found.rows]
+    rows = [(task, visibility.task_flags(task, current_user, now)) for task in found.rows]
 
     filters = {k: v for k, v in (("process", process_key), ("node_id", node_id),
                                  ("q", title_query)) if v}
@@ -106,31 +80,23 @@ def index():
 
 # --- the task page ---------------------------------------------------------------------------
 
-def _my_pending_countersign(task, user):
-    return next((c for c in task.countersigns
-                 if c.user_id == user.id and c.status == "pending"), None)
-
-
 def _render_task(task, *, node_form=None, decision_form=None, form_errors=None,
                  countersign_form=None, countersign_errors=None, status=200):
     """The task page; forms carry what was posted when it is shown again with errors."""
-    blocked = visibility.blocking_reason(visibility.task_state(task), current_user)
-    can_decide = blocked is None
-    shown_reason = blocked if blocked not in (None, "not_yours", "gone") else None
+    choices = visibility.task_choices(task, current_user)
     node = task.node
-    flags = task_flags(task, current_user)
     return render_template(
         "tasks/show.html", task=task, instance=task.instance, node=node,
-        flags=flags, can_decide=can_decide, can_take=can_decide and not flags.locked_by_me,
+        flags=choices.flags, can_decide=choices.can_decide, can_take=choices.can_take,
         lock_minutes=current_app.config["TASK_LOCK_MINUTES"],
-        blocked_message=CONFLICT_MESSAGES[shown_reason] if shown_reason else None,
+        blocked_message=CONFLICT_MESSAGES[choices.shown_reason] if choices.shown_reason else None,
         node_form=node_form or build_node_form(
             node.fields, data=task.form or task.instance.data or {}),
         decision_form=decision_form or DecisionForm(formdata=None),
         form_errors=form_errors or {},
         countersign_form=countersign_form or CountersignForm(formdata=None),
         countersign_errors=countersign_errors or {},
-        my_countersign=_my_pending_countersign(task, current_user),
+        my_countersign=choices.my_countersign,
         sign_form=SignForm(formdata=None), labels=field_labels(node)), status
 
 

@@ -14,7 +14,6 @@ from decimal import Decimal, InvalidOperation
 # ``_`` makes Messages here (see the module docstring); pybabel extracts these strings as usual.
 from portal.messages import Message, joined, message as _
 
-FIELD_TYPES = ("text", "number", "date", "select", "boolean", "table")
 TRUE_WORDS = {"true", "1", "yes", "y", "是", "真", "on"}
 FALSE_WORDS = {"false", "0", "no", "n", "否", "假", "off"}
 

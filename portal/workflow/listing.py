@@ -1,5 +1,5 @@
-"""What the workflow pages list: process definitions with their versions,
-instances (admins), a user's pending tasks and countersignatures, and an
+"""What the workflow pages and the API list: process definitions with their versions,
+instances (admins), a user's pending and done tasks and countersignatures, and an
 instance's history and tasks (in pages: a long instance is read a page at a time)."""
 from sqlalchemy.orm import selectinload
 
@@ -51,6 +51,20 @@ def pending_tasks_page(user, *, node_id=None, process_key=None, title=None, page
         selectinload(Task.instance), selectinload(Task.countersigns),
         selectinload(Task.lock_holder), selectinload(Task.node).selectinload(Node.process))
     return numbered_page(query, Task.id, page=page, page_size=page_size)
+
+
+def tasks_of(user, *, done=False, node_id=None):
+    """The query of ``user``'s tasks the API lists (``/tasks``), to be paged by ``Task.id``: the tasks
+    ``user`` may handle now (``pending_tasks_query``), or with ``done`` the tasks ``user`` completed
+    (approved or rejected), the ones a recall may start from; ``node_id`` narrows either to one node."""
+    if not done:
+        query = pending_tasks_query(user, node_id=node_id)
+    else:
+        query = db.select(Task).where(Task.status == "done", Task.completed_by_id == user.id)
+        if node_id is not None:
+            query = query.where(Task.node_id == node_id)
+    return query.options(selectinload(Task.instance), selectinload(Task.lock_holder),
+                         selectinload(Task.assignee_user))
 
 
 def awaiting_signature(user, limit=50):

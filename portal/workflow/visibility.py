@@ -3,7 +3,8 @@
 Pages, the API, batch creation and the item runner all ask here: whether a
 user may open a task (``may_open``), which tasks are theirs to handle
 (``pending_tasks_query``), and why they cannot act on one right now
-(``blocking_reason``, a reason code).
+(``blocking_reason``, a reason code). The task pages show the same rules as
+badges (``task_flags``) and as what the task page offers (``task_choices``).
 """
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from sqlalchemy import and_, or_
 
 from portal.errors import NotFound, UserError, conflict
 from portal.extensions import db
-from portal.models import Instance, Node, ProcessDefinition, Task
+from portal.models import Countersign, Instance, Node, ProcessDefinition, Task
 from portal.models.base import contains, utcnow
 
 
@@ -197,3 +198,52 @@ def check_can_act(task, user, *, batch_id=None):
         raise conflict(reason)
     if user.disabled:
         raise UserError(_("User %(name)s is disabled.", name=user.username))
+
+
+def pending_countersign(task, user):
+    """The countersign ``user`` was asked for on ``task`` and has not given yet, or None."""
+    return next((c for c in task.countersigns if c.user_id == user.id and c.status == "pending"), None)
+
+
+@dataclass(frozen=True)
+class TaskFlags:
+    """Badges of a pending task, as the viewer sees them."""
+    suspended: bool
+    countersigning: bool
+    locked_by_batch: bool
+    locked_by_other: bool
+    locked_by_me: bool
+    lock_holder: str | None
+
+
+def task_flags(task, user, now=None):
+    now = now or utcnow()
+    locked = lock_active(task, now)
+    return TaskFlags(
+        suspended=task.instance.suspended,
+        countersigning=any(c.status == "pending" for c in task.countersigns),
+        locked_by_batch=locked and task.lock_batch_id is not None,
+        locked_by_other=locked_by_other(task, user, now=now),
+        locked_by_me=locked and task.lock_batch_id is None and task.lock_holder_id == user.id,
+        lock_holder=task.lock_holder.username if locked and task.lock_holder else None,
+    )
+
+
+@dataclass(frozen=True)
+class TaskChoices:
+    """What the task page offers ``user`` now: whether they may decide and take the task, the reason code
+    they are told when they may not (None when the task is not theirs: nothing about it is told), the
+    task's badges and the countersign they were asked for."""
+    can_decide: bool
+    can_take: bool
+    shown_reason: str | None
+    flags: TaskFlags
+    my_countersign: Countersign | None
+
+
+def task_choices(task, user):
+    blocked = blocking_reason(task_state(task), user)
+    flags = task_flags(task, user)
+    return TaskChoices(can_decide=blocked is None, can_take=blocked is None and not flags.locked_by_me,
+                       shown_reason=blocked if blocked not in (None, "not_yours", "gone") else None,
+                       flags=flags, my_countersign=pending_countersign(task, user))

@@ -1,6 +1,6 @@
 """The engine's ready user tasks as Task rows, written in the caller's transaction.
 
-After the engine moved an instance on (``portal.workflow.runtime``), ``plan_sync`` works out, before anything
+After the engine moved an instance on (``portal.workflow.engine.runtime``), ``plan_sync`` works out, before anything
 is written, which Task rows to open (one per newly ready user task, with its assignee resolved) and which
 pending ones the engine withdrew; ``apply_sync`` writes them together with the instance's state and status.
 Resolving every assignee first keeps the rule of ``engine.decide``: a refusal (an assignee that names no user)
@@ -18,7 +18,7 @@ from portal.errors import UserError
 from portal.extensions import db
 from portal.models import Task, User
 from portal.models.base import utcnow
-from portal.workflow import runtime
+from portal.workflow.engine import runtime
 
 
 @dataclass

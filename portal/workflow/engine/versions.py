@@ -1,6 +1,6 @@
 """What an engine step needs of a process version, read once per process: its BPMN file and its nodes.
 
-A version never changes once loaded (a changed file makes a new version, ``portal.workflow.definitions``),
+A version never changes once loaded (a changed file makes a new version, ``portal.workflow.store``),
 so a worker may keep what it read of it. Reading it on every decision cost three statements (the
 definition with its file, its nodes, the task's node) in a transaction of about ten.
 

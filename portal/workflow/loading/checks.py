@@ -5,16 +5,17 @@ element of the process and of its embedded sub-processes: the accepted kinds (``
 refused ones with the reason given (``REFUSED_ELEMENTS``), extensions, event definitions, start and end events,
 sequence flows and their conditions (read only on flows leaving an exclusive or inclusive gateway, each checked
 with ``portal.workflow.expressions.compile_condition``), and that every element is reached from the start
-event. User tasks are read by ``portal.workflow.bpmn_user_tasks``. Every problem is kept in ``Reader.problems``:
+event. User tasks are read by ``portal.workflow.loading.user_tasks``. Every problem is kept in ``Reader.problems``:
 one message per refused element, keyed by its id, or ``"file"`` for the file as a whole; what a file that loads
 says but the portal leaves out (a user task's formKey) is kept in ``Reader.warnings``.
 """
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.workflow.bpmn_user_tasks import BARE_VARIABLE_RE, read_user_task
-from portal.workflow.bpmn_xml import (BPMN, BPMNDI, CAMUNDA, MAX_KEY, MAX_NAME, camunda_attribute, describe,
-                                      display_name, is_element, local_name, qualified, split_tag)
+from portal.workflow.expressions import ExpressionRefused, compile_condition
+from portal.workflow.loading.elements import (BPMN, BPMNDI, CAMUNDA, MAX_KEY, MAX_NAME, camunda_attribute, describe,
+                                              display_name, is_element, local_name, qualified, split_tag)
+from portal.workflow.loading.user_tasks import BARE_VARIABLE_RE, read_user_task
 
 GATEWAYS = {"exclusiveGateway", "inclusiveGateway", "parallelGateway"}
 CONDITIONAL_GATEWAYS = {"exclusiveGateway", "inclusiveGateway"}
@@ -43,7 +44,7 @@ REFUSED_ELEMENTS = {
 }
 # External and linked forms cannot be shown by the portal; it draws generated forms (camunda:formData).
 # A user task's formKey other than a Camunda Form is only a hint for another front end: it loads with a
-# warning (``bpmn_user_tasks``); on a start event, and as camunda:formRef, these stay refused.
+# warning (``user_tasks``); on a start event, and as camunda:formRef, these stay refused.
 REFUSED_CAMUNDA_ATTRIBUTES = ("formKey", "formRef")
 
 
@@ -72,8 +73,6 @@ class Reader:
         self.refuse(el, _("%(element)s: %(reason)s.", element=describe(el), reason=reason))
 
     def compile(self, el, text):
-        # Written alongside this module; imported here so files without conditions load without it.
-        from portal.workflow.expressions import ExpressionRefused, compile_condition
         try:
             return compile_condition(text)
         except ExpressionRefused as exc:
@@ -197,7 +196,7 @@ class Reader:
             self.flow_nodes[el.get("id")] = el
             for attribute in REFUSED_CAMUNDA_ATTRIBUTES:
                 if local == "userTask" and attribute == "formKey":
-                    continue  # read with the task's form (bpmn_user_tasks)
+                    continue  # read with the task's form (user_tasks)
                 if camunda_attribute(el, attribute) is not None:
                     self.refuse(el, _("%(element)s: camunda:%(attribute)s is not supported; use a generated "
                                       "task form (form fields).", element=describe(el), attribute=attribute))

@@ -11,7 +11,7 @@ The portal keeps SpiffWorkflow behind these functions:
   and form values and runs the engine on to the next user tasks or the end.
 - ``reset_to(workflow, engine_task_id)`` makes a completed user task ready again (recall).
 - ``resume(workflow)`` runs the engine on from a stored state that an earlier defect left short (repair of
-  an instance that waits for nothing, ``portal.workflow.repair``).
+  an instance that waits for nothing, ``portal.workflow.engine.repair``).
 
 Conditions on sequence flows and 会签 completion conditions are evaluated by
 ``portal.workflow.expressions`` (``ConditionEngine``), never by Python's ``eval``: the engine's default script
@@ -34,7 +34,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
-from portal.workflow import multi_instance
+from portal.workflow.engine import multi_instance
 from portal.workflow.expressions import compile_condition
 
 _VARIABLE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")

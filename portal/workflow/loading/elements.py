@@ -1,7 +1,7 @@
 """Shared helpers of the BPMN loader: namespaces, element names and the way messages name an element.
 
-Every ``bpmn_*`` reading module imports from here and from nothing else of the loader's, so none of them
-imports another in a circle.
+Every module of ``portal.workflow.loading`` may import from here; this module imports nothing of the
+portal's, so the loader's modules never import one another in a circle.
 """
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"

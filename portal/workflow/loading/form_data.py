@@ -11,8 +11,9 @@ Table fields (an extension Camunda Modeler can draw): a formField of type string
 ``[{"key": "item", "label": "Item", "type": "text", "required": true}]``. Other ``portal:*`` properties are
 refused; properties of other names are ignored (they are hints for other tools).
 
-The fields then pass the JSON loader's own field checks, so both kinds of file make the same fields. Problems
-go to ``reader.refuse`` (``portal.workflow.bpmn_checks.Reader``), keyed by the user task.
+The fields then pass the field checks JSON files pass too (``portal.workflow.fields``), so both kinds of file
+make the same fields. Problems go to ``reader.refuse`` (``portal.workflow.loading.checks.Reader``), keyed by the
+user task.
 """
 import json
 import re
@@ -20,7 +21,8 @@ from decimal import Decimal, InvalidOperation
 
 from flask_babel import gettext as _
 
-from portal.workflow.bpmn_xml import CAMUNDA, describe, is_element, qualified, short, split_tag
+from portal.workflow.fields import FIELD_TYPES, check_fields
+from portal.workflow.loading.elements import CAMUNDA, describe, is_element, qualified, short, split_tag
 
 FIELD_TYPE_MAP = {"string": "text", "long": "number", "double": "number", "boolean": "boolean",
                   "date": "date", "enum": "select"}
@@ -152,11 +154,9 @@ def _table(reader, task, key, kind, result, properties):
 
 
 def _check_fields(reader, task, fields):
-    """The JSON loader's own field checks, so both kinds of file make the same fields."""
-    from portal.workflow.definitions import _check_fields as check_json_fields
-    from portal.workflow.forms import FIELD_TYPES
+    """The field checks JSON files pass too, so both kinds of file make the same fields."""
     found = {}
-    check_json_fields(fields, "fields", FIELD_TYPES, found)
+    check_fields(fields, "fields", FIELD_TYPES, found)
     for where, problem in found.items():
         match = re.match(r"fields\[(\d+)\](.*)", where)
         label = fields[int(match.group(1))]["key"] + match.group(2) if match else where

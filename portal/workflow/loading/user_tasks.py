@@ -2,7 +2,8 @@
 
 Node dicts: ``{"key", "name", "assignee", "fields", "candidate_users", "candidate_groups", "multi_instance",
 "tests_action"}``. ``key`` is the user task's id, ``name`` its name (or id); ``fields`` come from
-``portal.workflow.bpmn_forms``; ``tests_action`` is set once the whole file is read (``portal.workflow.bpmn``).
+``portal.workflow.loading.form_data``; ``tests_action`` is set once the whole file is read
+(``portal.workflow.loading.bpmn``).
 
 Assignees (``assignee`` is one string, as in JSON files):
 
@@ -22,15 +23,15 @@ information. A user task with neither assignee nor candidates is refused.
 ``collection`` is the variable name (``${signers}`` or ``signers`` -> ``"signers"``), ``element_variable`` may be
 ``None``, ``completion_condition`` is the condition text or ``None``.
 
-Problems go to ``reader.refuse`` (``portal.workflow.bpmn_checks.Reader``), keyed by the user task.
+Problems go to ``reader.refuse`` (``portal.workflow.loading.checks.Reader``), keyed by the user task.
 """
 import re
 
 from flask_babel import gettext as _
 
-from portal.workflow.bpmn_forms import read_form
-from portal.workflow.bpmn_xml import (BPMN, CAMUNDA, MAX_KEY, MAX_NAME, camunda_attribute, describe, display_name,
-                                      is_element, qualified, short, split_tag)
+from portal.workflow.loading.elements import (BPMN, CAMUNDA, MAX_KEY, MAX_NAME, camunda_attribute, describe,
+                                              display_name, is_element, qualified, short, split_tag)
+from portal.workflow.loading.form_data import read_form
 
 NAME_RE = re.compile(r"[\w.-]{1,80}")  # user and workflow role names (portal/accounts.py)
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,79}"

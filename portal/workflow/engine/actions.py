@@ -11,17 +11,18 @@ from datetime import timedelta
 from flask import current_app
 from portal.messages import message as _
 
+from portal.errors import NotFound, UserError, ValidationFailed, conflict
 from portal.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
-from portal.workflow import multi_instance, runtime
-from portal.workflow.definitions import latest_version
-from portal.workflow.engine_sync import apply_sync, plan_sync
-from portal.workflow.versions import version_shape
-from portal.workflow.visibility import (
-    can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act)
-from portal.errors import NotFound, UserError, ValidationFailed, conflict
+from portal.workflow.engine import multi_instance, runtime
+from portal.workflow.engine.sync import apply_sync, plan_sync
+from portal.workflow.engine.versions import version_shape
 from portal.workflow.forms import validate_form, with_own_values
+from portal.workflow.store import latest_version
+from portal.workflow.visibility import (
+    can_act, can_view_task, visible_task, get_task, lock_active, locked_by_other, check_can_act,
+    pending_countersign)
 
 ACTIONS = ("approve", "reject")
 MAX_COMMENT = 2000
@@ -232,8 +233,7 @@ def countersign(task_id, user, signer_name, comment=None):
 
 def sign(task_id, user, comment=None):
     task = get_task(task_id, for_update=True)
-    request = next((c for c in (task.countersigns if task else [])
-                    if c.user_id == user.id and c.status == "pending"), None)
+    request = pending_countersign(task, user) if task is not None else None
     if task is None or request is None:
         raise NotFound(_("Task not found."))
     if task.status != "pending":

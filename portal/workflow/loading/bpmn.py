@@ -12,10 +12,10 @@ the messages are the portal's and name the element), then lxml and SpiffWorkflow
 bytes, with the BPMN 2.0 XML schema, which proves the engine accepts the file. ``docs/bpmn.md`` tells process
 authors what is read.
 
-The parts: ``bpmn_checks`` (which elements and structures are refused and why: ``ACCEPTED_FLOW_ELEMENTS``,
-``REFUSED_ELEMENTS``), ``bpmn_user_tasks`` (a user task's node dict: assignee, candidates, multi-instance),
-``bpmn_forms`` (``camunda:formData`` -> field dicts, the table extension) and ``bpmn_xml`` (namespaces and how
-messages name an element). Their public names stay importable from here.
+The parts, each a module of ``portal.workflow.loading``: ``checks`` (which elements and structures are refused
+and why: ``ACCEPTED_FLOW_ELEMENTS``, ``REFUSED_ELEMENTS``), ``user_tasks`` (a user task's node dict: assignee,
+candidates, multi-instance), ``form_data`` (``camunda:formData`` -> field dicts, the table extension) and
+``elements`` (namespaces and how messages name an element). Import their names from them.
 
 Nodes come in the order a walk along the sequence flows from the start event meets them (embedded sub-processes
 included). A node's ``tests_action`` is true when the task's completion condition, or a condition on a sequence
@@ -34,17 +34,8 @@ from defusedxml.ElementTree import ParseError, fromstring
 from flask_babel import gettext as _
 
 from portal.errors import ValidationFailed
-from portal.workflow.bpmn_checks import (ACCEPTED_FLOW_ELEMENTS, CONDITIONAL_GATEWAYS, GATEWAYS, IGNORED_ELEMENTS,
-                                         REFUSED_CAMUNDA_ATTRIBUTES, REFUSED_ELEMENTS, Reader)
-from portal.workflow.bpmn_forms import COLUMN_KEYS, FIELD_TYPE_MAP
-from portal.workflow.bpmn_user_tasks import BARE_VARIABLE_RE, IDENTIFIER, NAME_RE, VARIABLE_RE
-from portal.workflow.bpmn_xml import (BPMN, BPMNDI, CAMUNDA, MAX_KEY, MAX_NAME, PREFIXES, describe, display_name,
-                                      local_name)
-
-__all__ = ["ACCEPTED_FLOW_ELEMENTS", "BARE_VARIABLE_RE", "BPMN", "BPMNDI", "CAMUNDA", "COLUMN_KEYS",
-           "CONDITIONAL_GATEWAYS", "FIELD_TYPE_MAP", "GATEWAYS", "IDENTIFIER", "IGNORED_ELEMENTS", "MAX_BPMN_BYTES",
-           "MAX_DEPTH", "MAX_FLOW_NODES", "MAX_KEY", "MAX_NAME", "NAME_RE", "PREFIXES", "REFUSED_CAMUNDA_ATTRIBUTES",
-           "REFUSED_ELEMENTS", "VARIABLE_RE", "BpmnProcess", "describe", "load_bpmn"]
+from portal.workflow.loading.checks import GATEWAYS, Reader
+from portal.workflow.loading.elements import describe, display_name, local_name
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
 # Camunda Modeler files nest about ten elements deep; a much deeper file is an attack on the walkers.
@@ -57,7 +48,7 @@ MAX_FLOW_NODES = 500
 class BpmnProcess:
     key: str
     name: str
-    nodes: list  # node dicts, see portal.workflow.bpmn_user_tasks
+    nodes: list  # node dicts, see portal.workflow.loading.user_tasks
     xml: str
     conditions: dict  # sequence flow id -> condition text as written
     initiator: str | None = None  # the start event's camunda:initiator: variable set to the starter's name

@@ -8,7 +8,7 @@ nobody can act on it and it never ends.
 
 ``repair_instance`` works in the caller's transaction, with the instance row locked: it restores the
 engine state, runs the engine on (``runtime.resume``) and writes what that gives, as a decision would
-(``engine_sync``): the instance reaches its end, or gets Task rows for the user tasks the engine has
+(``sync``): the instance reaches its end, or gets Task rows for the user tasks the engine has
 ready. When the engine has nothing ready and has not ended, or cannot run the state, it writes nothing and
 says why; the caller rolls back and reports.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from portal.extensions import db
 from portal.models import Instance, Task
-from portal.workflow import runtime
-from portal.workflow.engine_sync import apply_sync, plan_sync
+from portal.workflow.engine import runtime
+from portal.workflow.engine.sync import apply_sync, plan_sync
 
 
 @dataclass

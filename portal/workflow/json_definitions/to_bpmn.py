@@ -5,7 +5,7 @@ Modeler 5 opens: start event -> each node as a user task, in order -> after each
 flow ``${action == 'reject'}`` leads to a terminate end event "Rejected" and whose default flow leads on to the
 next task; after the last task's gateway, an end event "Approved". Node assignees become ``camunda:assignee``
 (``user:NAME``) or ``camunda:candidateGroups`` (``role:NAME``); fields become ``camunda:formData`` as
-``portal.workflow.bpmn`` reads them back (numbers as ``double``, selects as ``enum`` with id = name, tables as
+``portal.workflow.loading`` reads them back (numbers as ``double``, selects as ``enum`` with id = name, tables as
 strings with the ``portal:type`` / ``portal:columns`` properties), so ``load_bpmn`` of the result gives the JSON
 file's nodes again.
 """
@@ -16,7 +16,8 @@ from flask_babel import gettext as _
 from lxml import etree
 
 from portal.errors import ValidationFailed
-from portal.workflow.bpmn import BPMN, BPMNDI, CAMUNDA
+from portal.workflow.json_definitions.checks import check_definition
+from portal.workflow.loading.elements import BPMN, BPMNDI, CAMUNDA
 
 DC = "http://www.omg.org/spec/DD/20100524/DC"
 DI = "http://www.omg.org/spec/DD/20100524/DI"
@@ -124,7 +125,6 @@ class _Drawing:
 
 def bpmn_from_json(definition):
     """The BPMN XML text of a JSON definition; raises ValidationFailed for a definition it cannot draw."""
-    from portal.workflow.definitions import check_definition
     problems = check_definition(definition)
     if not problems:
         for i, node in enumerate(definition["nodes"]):

@@ -10,7 +10,7 @@ is written, at two places:
 - when the engine enters a multi-instance node (``guard``, installed on the node's spec by
   ``runtime.specs``): the collection the node reads then, whichever way it got there (a form value, an
   instance started before the cap was lower). The engine raises ``CollectionTooLong`` before it makes
-  the first element's task; ``engine._engine_step`` turns it into the refusal.
+  the first element's task; ``actions._engine_step`` turns it into the refusal.
 """
 from collections.abc import Sized
 
