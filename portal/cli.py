@@ -157,8 +157,7 @@ def _prepare_work_horses():
     process versions with running instances and parse their BPMN files (a
     horse's first decision would otherwise spend most of half a second parsing)."""
     from sqlalchemy.orm import configure_mappers
-    import portal.jobs.batch_jobs  # noqa: F401
-    import portal.jobs.excel_jobs  # noqa: F401
+    import portal.jobs  # noqa: F401 - every job module
     from portal.models import Instance, ProcessDefinition
     from portal.workflow import runtime, versions
     configure_mappers()

@@ -1,21 +1,22 @@
-"""Handing runnable batches to RQ. Called after the caller's commit.
+"""Handing runnable batches to RQ: their lanes, and the error workbooks a batch's end changes.
+Called after the caller's commit.
 
-Enqueueing is best effort: if Redis is unreachable the batch stays in the
-database and the recovery job starts it later.
+Enqueueing is best effort (``portal.queueing.enqueue``): if Redis is unreachable the batch stays in
+the database and recovery starts it later. The jobs are named by their declared names: a service
+never imports a job.
 """
 import logging
 import uuid
 
 from portal.extensions import db
 from portal.models import Batch
-from portal.queueing import get_queue
+from portal.queueing import enqueue, get_queue
 
 log = logging.getLogger(__name__)
 
-# The jobs the batch services enqueue, by path (services do not import jobs).
-LANE_JOB = "portal.jobs.batch_jobs.run_batch_lane"
-ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
-LANE_TIMEOUT = 600
+# The declared names of the jobs (``portal.jobs.batch_jobs``, ``portal.jobs.excel_jobs``).
+LANE = "batch-lane"
+ERROR_FILE = "error-file"
 # How many waiting job ids a lane reads to tell its own batch's lanes from other work.
 QUEUE_PEEK = 100
 
@@ -30,16 +31,17 @@ def _lane_id(batch_id):
 
 
 def enqueue_lanes(batch_id, count):
-    """Enqueue ``count`` lanes (at most the batch's concurrency is useful)."""
-    try:
-        queue = get_queue()
-        for _ in range(max(0, count)):
-            queue.enqueue(LANE_JOB, batch_id, job_id=_lane_id(batch_id), job_timeout=LANE_TIMEOUT,
-                          result_ttl=60, failure_ttl=7 * 24 * 3600)
-        return True
-    except Exception:  # Redis down: the database still holds the work
-        log.exception("could not enqueue batch %s; recovery will start it", batch_id)
-        return False
+    """Enqueue ``count`` lanes (at most the batch's concurrency is useful); False when Redis
+    refused (the first refusal ends the loop: one log line)."""
+    for _ in range(max(0, count)):
+        if not enqueue(LANE, batch_id, job_id=_lane_id(batch_id)):
+            return False
+    return True
+
+
+def enqueue_lane_at(batch_id, when):
+    """One lane at ``when`` (aware UTC): the batch's next retry is due then."""
+    return enqueue(LANE, batch_id, job_id=_lane_id(batch_id), at=when)
 
 
 def queue_has_other_work(batch_id):
@@ -62,16 +64,6 @@ def queue_has_other_work(batch_id):
         return True
 
 
-def enqueue_lane_at(batch_id, when):
-    try:
-        get_queue().enqueue_at(when, LANE_JOB, batch_id, job_id=_lane_id(batch_id),
-                               job_timeout=LANE_TIMEOUT, result_ttl=60)
-        return True
-    except Exception:
-        log.exception("could not schedule batch %s", batch_id)
-        return False
-
-
 def refresh_error_files(batch_id):
     """Rebuild the error workbooks a batch's end may change: its own, and that
     of the batch whose error workbook it corrects."""
@@ -80,16 +72,7 @@ def refresh_error_files(batch_id):
     db.session.rollback()
     for target in (batch_id, source_id):
         if target is not None:
-            enqueue_job(ERROR_FILE_JOB, target)
-
-
-def enqueue_job(path, *args, timeout=600):
-    try:
-        get_queue().enqueue(path, *args, job_timeout=timeout, result_ttl=60)
-        return True
-    except Exception:
-        log.exception("could not enqueue %s%s", path, args)
-        return False
+            enqueue(ERROR_FILE, target)
 
 
 # SQLite has one write lock for the whole database, so a batch runs one item at
@@ -109,6 +92,7 @@ def lanes_for(batch):
 
 
 def start(batch):
-    """Lanes for a batch that has runnable items."""
+    """Lanes for a batch that has runnable items, now (after the caller's commit)."""
     lanes = lanes_for(batch)
     return enqueue_lanes(batch.id, lanes) if lanes else True
+

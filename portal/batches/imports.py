@@ -27,6 +27,7 @@ from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.uploads import PendingUpload
+from portal.queueing import enqueue
 from portal.workflow.engine import validate_decision
 from portal.workflow.forms import clean_value, is_blank, with_own_values
 from portal.errors import NotFound, ValidationFailed, reason_message
@@ -218,7 +219,7 @@ def start(batch):
     workbook at once when rows already failed to import."""
     dispatch.start(batch)
     if batch.failed:
-        dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, batch.id)
+        enqueue(dispatch.ERROR_FILE, batch.id)
 
 
 # --- uploads kept between preview and confirmation ----------------------------------

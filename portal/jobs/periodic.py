@@ -6,7 +6,8 @@ import logging
 from portal.batches import dispatch, recovery
 from portal.extensions import db
 from portal.models import Batch
-from portal.notices.jobs import sweep_deliveries
+from portal.jobs.notice_jobs import sweep_deliveries
+from portal.queueing import background_job
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,8 @@ PERIODIC_PREFIX = "portal-"
 RECOVER_JOB_ID = PERIODIC_PREFIX + "recover-batches"
 
 
+@background_job("recover-batches", timeout=300,
+                if_lost="the scheduler registers it again; its next run recovers")
 def recover_batches():
     """One recovery pass, then lanes for every batch that has runnable work again.
 
@@ -38,8 +41,7 @@ def recover_batches():
 
 
 def periodic_jobs(config):
-    """(job id, function path, interval seconds): what the scheduler keeps registered."""
+    """(job id, job function, interval seconds): what the scheduler keeps registered."""
     return [
-        (RECOVER_JOB_ID, "portal.jobs.periodic.recover_batches",
-         config["RECOVERY_INTERVAL_SECONDS"]),
+        (RECOVER_JOB_ID, recover_batches, config["RECOVERY_INTERVAL_SECONDS"]),
     ]
