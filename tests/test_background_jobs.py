@@ -121,6 +121,22 @@ def test_services_never_import_jobs():
     assert found == []
 
 
+def test_views_enqueue_nothing_themselves():
+    """A view commits; what it asked for goes to RQ from the outbox (``*_after_commit``)."""
+    found = []
+    for path, tree in _modules():
+        if not _is_under(path, VIEWS):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (
+                    _called_name(node) in RQ_ENQUEUES | {"enqueue_lanes", "enqueue_lane_at",
+                                                        "refresh_error_files"}
+                    or (_called_name(node) == "start" and isinstance(node.func, ast.Attribute)
+                        and getattr(node.func.value, "id", None) == "dispatch")):
+                found.append(f"{path.relative_to(PORTAL)}:{node.lineno}")
+    assert found == []
+
+
 def test_a_job_name_that_was_never_declared_is_refused_before_anything_is_enqueued(app):
     with pytest.raises(LookupError):
         queueing.enqueue("no-such-job", 1)
@@ -172,3 +188,34 @@ def test_redis_down_at_the_commit_fails_nothing(app, monkeypatch, caplog):
     db.session.commit()                               # no error: the database keeps the work
     assert "could not enqueue batch-lane(9,); recovery restarts the batch" in caplog.text
     assert queueing.enqueue("batch-lane", 9) is False
+
+
+def test_a_batch_created_while_redis_is_down_is_started_by_recovery(app, api, factory, users,
+                                                                    monkeypatch):
+    from datetime import timedelta
+
+    from support import GOOD_FORM
+    from portal.batches import dispatch
+    from portal.jobs import periodic
+    from portal.models import Batch
+    from portal.models.base import utcnow
+
+    tasks = factory.tasks(3, starter=users["admin"])
+
+    def redis_down(*_args, **_kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(queueing, "get_queue", redis_down)
+    response = api("alice").post("/batches", json={
+        "node_id": tasks[0].node_id, "task_ids": [t.id for t in tasks], "action": "approve",
+        "form": GOOD_FORM})
+    monkeypatch.undo()
+    assert response.status_code == 202                # committed: the database keeps the work
+    batch_id = response.get_json()["batch"]["id"]
+    assert queueing.get_queue().count == 0
+    db.session.execute(db.update(Batch).where(Batch.id == batch_id).values(
+        created_at=utcnow() - timedelta(seconds=app.config["BATCH_STALL_SECONDS"] + 1)))
+    db.session.commit()
+    periodic.recover_batches()
+    lanes = dispatch.lanes_for(db.session.get(Batch, batch_id))
+    assert lanes >= 1 and [job.args for job in queueing.get_queue().get_jobs()] == [(batch_id,)] * lanes

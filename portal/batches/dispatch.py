@@ -1,7 +1,9 @@
 """Handing runnable batches to RQ: their lanes, and the error workbooks a batch's end changes.
-Called after the caller's commit.
 
-Enqueueing is best effort (``portal.queueing.enqueue``): if Redis is unreachable the batch stays in
+``start`` and the ``enqueue_*`` functions enqueue at once, for a caller whose work has committed (a
+lane job after the runner's commits, recovery); a view asks inside its transaction with
+``start_after_commit`` and ``rebuild_error_file_after_commit``, and the jobs go to RQ once it
+commits (``portal.queueing.enqueue_after_commit``), never if it rolls back. Enqueueing is best effort (``portal.queueing.enqueue``): if Redis is unreachable the batch stays in
 the database and recovery starts it later. The jobs are named by their declared names: a service
 never imports a job.
 """
@@ -10,7 +12,7 @@ import uuid
 
 from portal.extensions import db
 from portal.models import Batch
-from portal.queueing import enqueue, get_queue
+from portal.queueing import enqueue, enqueue_after_commit, get_queue
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,11 @@ def refresh_error_files(batch_id):
             enqueue(ERROR_FILE, target)
 
 
+def rebuild_error_file_after_commit(batch_id):
+    """The batch's error workbook, built once the caller's transaction commits."""
+    enqueue_after_commit(ERROR_FILE, batch_id)
+
+
 # SQLite has one write lock for the whole database, so a batch runs one item at
 # a time there whatever its concurrency: more lanes would only queue ahead of
 # other batches' lanes. (SQLite is the single-worker development mode.)
@@ -96,3 +103,14 @@ def start(batch):
     lanes = lanes_for(batch)
     return enqueue_lanes(batch.id, lanes) if lanes else True
 
+
+
+def start_after_commit(batch):
+    """Lanes for a batch that has runnable items, enqueued once the caller's transaction commits.
+
+    Counted from the batch as this transaction leaves it: written out and read back, as a read
+    after the commit would see it (counters may have moved in SQL the ORM object does not know)."""
+    db.session.flush()
+    db.session.refresh(batch, ["status", "pending", "concurrency"])
+    for _ in range(lanes_for(batch)):
+        enqueue_after_commit(LANE, batch.id, job_id=_lane_id(batch.id))

@@ -27,7 +27,6 @@ from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.uploads import PendingUpload
-from portal.queueing import enqueue
 from portal.workflow.engine import validate_decision
 from portal.workflow.forms import clean_value, is_blank, with_own_values
 from portal.errors import NotFound, ValidationFailed, reason_message
@@ -189,8 +188,8 @@ def batch_rows(checked):
 
 
 def create_import_batch(user, node, mode, data, *, concurrency=None):
-    """Read, check and turn an upload into a batch (the caller commits, then
-    calls ``start``)."""
+    """Read, check and turn an upload into a batch (the caller calls ``start``,
+    then commits)."""
     _upload, source, checked = inspect(user, node, mode, data)
     task_ids, rows = batch_rows(checked)
     if not task_ids:
@@ -215,11 +214,11 @@ def preview_upload(user, node, mode, data):
 
 
 def start(batch):
-    """After the caller's commit: lanes for runnable items, and the error
-    workbook at once when rows already failed to import."""
-    dispatch.start(batch)
+    """Before the caller's commit: lanes for runnable items, and the error
+    workbook at once when rows already failed to import, enqueued once it commits."""
+    dispatch.start_after_commit(batch)
     if batch.failed:
-        enqueue(dispatch.ERROR_FILE, batch.id)
+        dispatch.rebuild_error_file_after_commit(batch.id)
 
 
 # --- uploads kept between preview and confirmation ----------------------------------
