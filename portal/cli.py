@@ -196,12 +196,14 @@ def worker_command(burst, name, queue):
 @click.option("--burst", is_flag=True, help="Enqueue what is due once, then stop.")
 def scheduler_command(burst):
     """rq-scheduler with the portal's periodic jobs registered."""
+    from portal.jobs.periodic import periodic_jobs
     from portal.jobs.scheduler import PortalScheduler
     from portal.queueing import get_queue, get_redis
     config = current_app.config
+    # Polls at least as often as the most frequent periodic job runs.
+    intervals = [interval for _job_id, _job, interval in periodic_jobs(config)]
     scheduler = PortalScheduler(queue=get_queue(), connection=get_redis(),
-                                interval=min(10, config["RECOVERY_INTERVAL_SECONDS"]),
-                                config=config)
+                                interval=min(10, *intervals), config=config)
     scheduler.run(burst=burst)
 
 
