@@ -36,8 +36,9 @@ def create_app(overrides=None):
     from portal.api import bp as api_bp
     app.register_blueprint(api_bp)
 
-    from portal import metrics
-    metrics.init_app(app)  # /metrics, the RQ dashboard, and the counters' receivers
+    from portal import admin_rq, metrics
+    metrics.init_app(app)  # /metrics and the counters' receivers
+    admin_rq.init_app(app)  # RQ's dashboard at /admin/rq
 
     import portal.jobs  # noqa: F401 - declares every background job, which services name
 
