@@ -1,7 +1,7 @@
 """Batches: create, list, show, items, retry, pause, resume, cancel.
 
-A batch is created and committed here, and handed to RQ once committed
-(``dispatch.start_after_commit``); if Redis is unreachable the batch waits in the database for recovery. Who may
+A batch is created here, handed to RQ once committed (``start_after_commit``);
+if Redis is unreachable the batch waits in the database for recovery. Who may
 see a batch: its creator, supervisors and admins; anyone else gets a 404.
 Lists are oldest first, ``limit`` (1-500) at a time after ``cursor``.
 """
