@@ -159,10 +159,10 @@ def job_path(func):
 
 # --- handing jobs to RQ --------------------------------------------------------------------
 
-def enqueue(job, *args, job_id=None, at=None, at_front=False):
-    """Enqueue a declared job (its function, or its name) with ``args``: now, at the front of its
-    queue with ``at_front``, or at ``at`` (an aware UTC datetime, moved to the queue by a worker's
-    scheduler). ``job_id`` defaults to one RQ makes. Returns False when Redis refused: logged, and
+def enqueue(job, *args, job_id=None, at=None):
+    """Enqueue a declared job (its function, or its name) with ``args``: now, at the back of its
+    queue, or at ``at`` (an aware UTC datetime, moved to the queue by a worker's scheduler).
+    ``job_id`` defaults to one RQ makes. Returns False when Redis refused: logged, and
     the work stays in the database for the job's ``if_lost``."""
     func = declared(job)  # a job that was never declared is a defect, not Redis being down
     spec = func.job_spec
@@ -173,7 +173,7 @@ def enqueue(job, *args, job_id=None, at=None, at_front=False):
         if at is not None:
             queue.enqueue_at(at, func, *args, **options)
         else:
-            queue.enqueue(func, *args, at_front=at_front, **options)
+            queue.enqueue(func, *args, **options)
         return True
     except Exception:  # Redis down: the database still holds the work
         log.exception("could not enqueue %s%s; %s", spec.name, args, spec.if_lost)

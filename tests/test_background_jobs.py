@@ -12,6 +12,7 @@ import pytest
 import portal.jobs  # noqa: F401 - declares every job
 from portal import queueing
 from portal.extensions import db
+from portal.jobs.periodic import PERIODIC_JOBS, PERIODIC_PREFIX
 from portal.queueing import declared, declared_jobs, job_path
 
 PORTAL = pathlib.Path(portal.jobs.__file__).parents[1]
@@ -106,6 +107,8 @@ def test_every_enqueued_job_is_a_declared_function_under_portal_jobs():
     for name, func in declared_jobs().items():
         assert func.__module__.startswith("portal.jobs."), name
         assert declared(name) is func and func.job_spec.name == name
+    for job_id, func, _setting in PERIODIC_JOBS:   # the scheduler's, declared like the others
+        assert job_id == PERIODIC_PREFIX + declared(func).job_spec.name
 
 
 def test_services_never_import_jobs():
