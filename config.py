@@ -90,6 +90,7 @@ class Config:
         database_url = os.environ.get("DATABASE_URL") or (
             "sqlite:///" + os.path.join(instance_path, "portal.db"))
         max_upload_mb = _int_env("MAX_UPLOAD_MB", 20)
+        recovery_interval = _int_env("RECOVERY_INTERVAL_SECONDS", 60)
         settings.update(
             SQLALCHEMY_DATABASE_URI=normalize_database_url(database_url),
             REDIS_URL=os.environ.get("REDIS_URL") or None,
@@ -97,7 +98,9 @@ class Config:
             BATCH_CONCURRENCY=_int_env("BATCH_CONCURRENCY", 5),
             BATCH_RETRY_LIMIT=_int_env("BATCH_RETRY_LIMIT", 3),
             BATCH_STALL_SECONDS=_int_env("BATCH_STALL_SECONDS", 300),
-            RECOVERY_INTERVAL_SECONDS=_int_env("RECOVERY_INTERVAL_SECONDS", 60),
+            RECOVERY_INTERVAL_SECONDS=recovery_interval,
+            # The notice sweep's own interval (a periodic job of its own): recovery's beat.
+            NOTICE_SWEEP_INTERVAL_SECONDS=recovery_interval,
             BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", 120),
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,

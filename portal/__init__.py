@@ -21,8 +21,9 @@ def create_app(overrides=None):
     from portal import logs
     logs.init_app(app)  # first: whatever logs while the app is built goes through it
 
-    from portal import extensions
+    from portal import extensions, queueing
     extensions.init_app(app)
+    queueing.install_session_hooks()  # jobs asked for in a transaction go to RQ once it commits
 
     from portal import auth_loader, security
     auth_loader.init_app(app)
@@ -35,8 +36,11 @@ def create_app(overrides=None):
     from portal.api import bp as api_bp
     app.register_blueprint(api_bp)
 
-    from portal import metrics
-    metrics.init_app(app)  # /metrics, the RQ dashboard, and the counters' receivers
+    from portal import admin_rq, metrics
+    metrics.init_app(app)  # /metrics and the counters' receivers
+    admin_rq.init_app(app)  # RQ's dashboard at /admin/rq
+
+    import portal.jobs  # noqa: F401 - declares every background job, which services name
 
     from portal.cli import register_cli
     register_cli(app)

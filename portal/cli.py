@@ -157,8 +157,7 @@ def _prepare_work_horses():
     process versions with running instances and parse their BPMN files (a
     horse's first decision would otherwise spend most of half a second parsing)."""
     from sqlalchemy.orm import configure_mappers
-    import portal.jobs.batch_jobs  # noqa: F401
-    import portal.jobs.excel_jobs  # noqa: F401
+    import portal.jobs  # noqa: F401 - every job module
     from portal.models import Instance, ProcessDefinition
     from portal.workflow.engine import runtime, versions
     configure_mappers()
@@ -197,12 +196,14 @@ def worker_command(burst, name, queue):
 @click.option("--burst", is_flag=True, help="Enqueue what is due once, then stop.")
 def scheduler_command(burst):
     """rq-scheduler with the portal's periodic jobs registered."""
+    from portal.jobs.periodic import periodic_jobs
     from portal.jobs.scheduler import PortalScheduler
     from portal.queueing import get_queue, get_redis
     config = current_app.config
+    # Polls at least as often as the most frequent periodic job runs.
+    intervals = [interval for _job_id, _job, interval in periodic_jobs(config)]
     scheduler = PortalScheduler(queue=get_queue(), connection=get_redis(),
-                                interval=min(10, config["RECOVERY_INTERVAL_SECONDS"]),
-                                config=config)
+                                interval=min(10, *intervals), config=config)
     scheduler.run(burst=burst)
 
 

@@ -229,12 +229,12 @@ def test_the_lane_that_ends_a_batch_refreshes_its_and_its_sources_error_workbook
     correction = factory.batch(users["alice"], factory.tasks(2, starter=users["admin"]),
                                source_batch_id=source.id)
     queued = []
-    monkeypatch.setattr(dispatch, "enqueue_job", lambda path, *args, **kw: queued.append(
-        (path, args)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda job, *args, **kw: queued.append(
+        (job, args)))
     batch_jobs.run_batch_lane(correction.id)
     assert db.session.get(Batch, correction.id).status == "finished"
-    assert queued == [(dispatch.ERROR_FILE_JOB, (correction.id,)),
-                      (dispatch.ERROR_FILE_JOB, (source.id,))]
+    assert queued == [(dispatch.ERROR_FILE, (correction.id,)),
+                      (dispatch.ERROR_FILE, (source.id,))]
 
 
 def test_a_finished_batch_has_a_finished_entry_in_its_audit_log(client, factory):

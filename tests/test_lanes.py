@@ -2,8 +2,8 @@
 import pytest
 
 from portal.batches import dispatch
-from portal.jobs import batch_jobs
-from portal.queueing import get_queue
+from portal.jobs import batch_jobs, excel_jobs
+from portal.queueing import enqueue, get_queue
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_only_other_work_in_the_queue_counts(app, factory):
     dispatch.enqueue_lanes(71, 1)                             # a batch whose number starts alike
     assert dispatch.queue_has_other_work(7) is True
     get_queue().empty()
-    dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, 7)
+    enqueue(excel_jobs.build_error_file, 7)
     assert dispatch.queue_has_other_work(7) is True
 
 

@@ -27,7 +27,9 @@ from portal.errors import ValidationFailed
 from portal.extensions import db
 from portal.models import Batch, NoticeDelivery, NoticeDeliveryAttempt
 from portal.models.base import utcnow
-from portal.notices import delivery, jobs, outbox, preferences
+from portal import queueing
+from portal.jobs import notice_jobs as jobs
+from portal.notices import delivery, outbox, preferences
 from portal.notices.attempt import Outcome
 from portal.queueing import get_delivery_queue, get_queue, get_redis, worker_queues
 
@@ -357,7 +359,7 @@ def test_the_sweep_enqueues_what_could_not_be_enqueued(app, monkeypatch, hook, f
     def redis_down(*_args, **_kwargs):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(outbox, "get_delivery_queue", redis_down)
+    monkeypatch.setattr(queueing, "get_delivery_queue", redis_down)
     _finished_batch(factory, users)
     monkeypatch.undo()
     assert _delivery_jobs() == []
@@ -389,7 +391,7 @@ def test_deliveries_are_enqueued_only_when_the_event_commits(app, hook, factory,
 
 
 def _pending_delivery_ids():
-    return db.session.info.get(outbox.SESSION_KEY, [])
+    return db.session.info.get(queueing.SESSION_KEY, [])
 
 
 def _delivery_jobs():

@@ -504,7 +504,7 @@ def test_recovery_job_enqueues_lanes_for_restarted_batches_only(factory, app, cl
     expected = 1 if db.engine.dialect.name == "sqlite" else 3
     periodic.recover_batches()
     lanes = [job for job in queue.get_jobs()]
-    assert [(job.func_name, job.args) for job in lanes] == [(dispatch.LANE_JOB, (stalled.id,))] * expected
+    assert [(job.func_name, job.args) for job in lanes] == [("portal.jobs.batch_jobs.run_batch_lane", (stalled.id,))] * expected
     periodic.recover_batches()  # the batch counts as restarted now
     assert queue.count == expected
     assert quiet.id not in {job.args[0] for job in queue.get_jobs()}

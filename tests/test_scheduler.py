@@ -7,7 +7,7 @@ import redis
 from rq_scheduler import Scheduler
 
 from portal.jobs import scheduler as scheduler_module
-from portal.jobs.periodic import RECOVER_JOB_ID, periodic_jobs
+from portal.jobs.periodic import RECOVER_JOB_ID, SWEEP_JOB_ID, periodic_jobs
 from portal.jobs.scheduler import PortalScheduler, last_beat
 from portal.queueing import get_queue, get_redis
 
@@ -21,33 +21,40 @@ def _registered():
     return [job_id.decode() for job_id in get_redis().zrange(Scheduler.scheduled_jobs_key, 0, -1)]
 
 
+def _jobs(scheduler, job_id):
+    return [job for job in scheduler.get_jobs() if job.id == job_id]
+
+
 def test_periodic_jobs_are_registered_once_under_fixed_ids(app):
     scheduler = _scheduler(app)
     assert scheduler.sync_periodic_jobs() == len(periodic_jobs(app.config))
     assert scheduler.sync_periodic_jobs() == 0
     assert _scheduler(app).sync_periodic_jobs() == 0  # a second scheduler adds nothing
-    assert _registered() == [RECOVER_JOB_ID]
-    (job,) = scheduler.get_jobs()
+    assert _registered() == [RECOVER_JOB_ID, SWEEP_JOB_ID]
+    (job,) = _jobs(scheduler, RECOVER_JOB_ID)
     assert job.func_name == "portal.jobs.periodic.recover_batches"
     assert job.meta["interval"] == app.config["RECOVERY_INTERVAL_SECONDS"]
+    (sweep,) = _jobs(scheduler, SWEEP_JOB_ID)
+    assert sweep.func_name == "portal.jobs.notice_jobs.sweep_deliveries"
+    assert sweep.meta["interval"] == app.config["NOTICE_SWEEP_INTERVAL_SECONDS"]
 
 
 def test_registrations_redis_lost_come_back(app):
     scheduler = _scheduler(app)
     scheduler.sync_periodic_jobs()
     get_redis().flushdb()  # what a restart without persistence leaves
-    assert scheduler.sync_periodic_jobs() == 1
+    assert scheduler.sync_periodic_jobs() == len(periodic_jobs(app.config))
     get_redis().delete(f"rq:job:{RECOVER_JOB_ID}")  # the job's hash alone expired
     assert scheduler.sync_periodic_jobs() == 1
-    assert _registered() == [RECOVER_JOB_ID]
+    assert _registered() == [RECOVER_JOB_ID, SWEEP_JOB_ID]
 
 
 def test_a_changed_interval_replaces_the_registration(app):
     _scheduler(app).sync_periodic_jobs()
     changed = _scheduler(app, RECOVERY_INTERVAL_SECONDS=7)
     assert changed.sync_periodic_jobs() == 1
-    assert _registered() == [RECOVER_JOB_ID]
-    (job,) = changed.get_jobs()
+    assert _registered() == [RECOVER_JOB_ID, SWEEP_JOB_ID]
+    (job,) = _jobs(changed, RECOVER_JOB_ID)
     assert job.meta["interval"] == 7
 
 
@@ -60,7 +67,7 @@ def test_periodic_jobs_no_longer_listed_are_cancelled_and_others_kept(app):
     scheduler.schedule(scheduled_time=when, func="portal.jobs.periodic.recover_batches",
                        interval=60, repeat=None, id="someone-elses-job")
     scheduler.sync_periodic_jobs()
-    assert sorted(_registered()) == sorted([RECOVER_JOB_ID, "someone-elses-job"])
+    assert sorted(_registered()) == sorted([RECOVER_JOB_ID, SWEEP_JOB_ID, "someone-elses-job"])
 
 
 def test_two_schedulers_enqueue_a_due_periodic_job_once(app):
@@ -68,8 +75,8 @@ def test_two_schedulers_enqueue_a_due_periodic_job_once(app):
     first.run(burst=True)   # registers the job due now, and enqueues it
     second.run(burst=True)  # finds it registered and not due again yet
     queue = get_queue()
-    assert [job.id for job in queue.get_jobs()] == [RECOVER_JOB_ID]
-    assert _registered() == [RECOVER_JOB_ID]
+    assert [job.id for job in queue.get_jobs()] == [RECOVER_JOB_ID, SWEEP_JOB_ID]
+    assert _registered() == [RECOVER_JOB_ID, SWEEP_JOB_ID]
     assert last_beat(get_redis()) is not None
 
 

@@ -1,6 +1,6 @@
 """Batches: create, list, show, items, retry, pause, resume, cancel.
 
-A batch is created and committed here, then handed to RQ (``dispatch.start``);
+A batch is created here, handed to RQ once committed (``start_after_commit``);
 if Redis is unreachable the batch waits in the database for recovery. Who may
 see a batch: its creator, supervisors and admins; anyone else gets a 404.
 Lists are oldest first, ``limit`` (1-500) at a time after ``cursor``.
@@ -116,8 +116,8 @@ def create_batch():
     batch = creation.create_batch(
         user, node, task_ids=task_ids, action=body.get("action"), comment=body.get("comment"),
         form=body.get("form"), concurrency=body.get("concurrency"), filter=stored_filter)
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     return {"batch": batch_to_dict(batch)}, 202
 
 
@@ -213,8 +213,8 @@ def retry_batch(batch_id):
     access.require_supervisor(user)
     item_ids = _item_ids()
     batch, retried, at_limit, needs_correction = control.retry(batch, user, item_ids)
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     return {"batch": batch_to_dict(batch), "retried": retried, "at_limit": at_limit,
             "needs_correction": needs_correction}, 202
 
@@ -235,8 +235,8 @@ def pause_batch(batch_id):
            errors=STEER_ERRORS)
 def resume_batch(batch_id):
     batch = control.resume(_batch(batch_id), api_user())
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     return {"batch": batch_to_dict(batch)}, 202
 
 

@@ -66,8 +66,8 @@ def create_import():
         return {"preview": preview}
     batch = imports.create_import_batch(user, node, mode, data,
                                         concurrency=request.form.get("concurrency"))
-    db.session.commit()
     imports.start(batch)
+    db.session.commit()
     return {"batch": batch_to_dict(batch)}, 202
 
 

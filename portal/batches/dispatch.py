@@ -1,21 +1,24 @@
-"""Handing runnable batches to RQ. Called after the caller's commit.
+"""Handing runnable batches to RQ: their lanes, and the error workbooks a batch's end changes.
 
-Enqueueing is best effort: if Redis is unreachable the batch stays in the
-database and the recovery job starts it later.
+``start`` and the ``enqueue_*`` functions enqueue at once, for a caller whose work has committed (a
+lane job after the runner's commits, recovery); a view asks inside its transaction with
+``start_after_commit`` and ``rebuild_error_file_after_commit``, and the jobs go to RQ once it
+commits (``portal.queueing.enqueue_after_commit``), never if it rolls back. Enqueueing is best effort (``portal.queueing.enqueue``): if Redis is unreachable the batch stays in
+the database and recovery starts it later. The jobs are named by their declared names: a service
+never imports a job.
 """
 import logging
 import uuid
 
 from portal.extensions import db
 from portal.models import Batch
-from portal.queueing import get_queue
+from portal.queueing import enqueue, enqueue_after_commit, get_queue
 
 log = logging.getLogger(__name__)
 
-# The jobs the batch services enqueue, by path (services do not import jobs).
-LANE_JOB = "portal.jobs.batch_jobs.run_batch_lane"
-ERROR_FILE_JOB = "portal.jobs.excel_jobs.build_error_file"
-LANE_TIMEOUT = 600
+# The declared names of the jobs (``portal.jobs.batch_jobs``, ``portal.jobs.excel_jobs``).
+LANE = "batch-lane"
+ERROR_FILE = "error-file"
 # How many waiting job ids a lane reads to tell its own batch's lanes from other work.
 QUEUE_PEEK = 100
 
@@ -30,16 +33,17 @@ def _lane_id(batch_id):
 
 
 def enqueue_lanes(batch_id, count):
-    """Enqueue ``count`` lanes (at most the batch's concurrency is useful)."""
-    try:
-        queue = get_queue()
-        for _ in range(max(0, count)):
-            queue.enqueue(LANE_JOB, batch_id, job_id=_lane_id(batch_id), job_timeout=LANE_TIMEOUT,
-                          result_ttl=60, failure_ttl=7 * 24 * 3600)
-        return True
-    except Exception:  # Redis down: the database still holds the work
-        log.exception("could not enqueue batch %s; recovery will start it", batch_id)
-        return False
+    """Enqueue ``count`` lanes (at most the batch's concurrency is useful); False when Redis
+    refused (the first refusal ends the loop: one log line)."""
+    for _ in range(max(0, count)):
+        if not enqueue(LANE, batch_id, job_id=_lane_id(batch_id)):
+            return False
+    return True
+
+
+def enqueue_lane_at(batch_id, when):
+    """One lane at ``when`` (aware UTC): the batch's next retry is due then."""
+    return enqueue(LANE, batch_id, job_id=_lane_id(batch_id), at=when)
 
 
 def queue_has_other_work(batch_id):
@@ -62,16 +66,6 @@ def queue_has_other_work(batch_id):
         return True
 
 
-def enqueue_lane_at(batch_id, when):
-    try:
-        get_queue().enqueue_at(when, LANE_JOB, batch_id, job_id=_lane_id(batch_id),
-                               job_timeout=LANE_TIMEOUT, result_ttl=60)
-        return True
-    except Exception:
-        log.exception("could not schedule batch %s", batch_id)
-        return False
-
-
 def refresh_error_files(batch_id):
     """Rebuild the error workbooks a batch's end may change: its own, and that
     of the batch whose error workbook it corrects."""
@@ -80,16 +74,12 @@ def refresh_error_files(batch_id):
     db.session.rollback()
     for target in (batch_id, source_id):
         if target is not None:
-            enqueue_job(ERROR_FILE_JOB, target)
+            enqueue(ERROR_FILE, target)
 
 
-def enqueue_job(path, *args, timeout=600):
-    try:
-        get_queue().enqueue(path, *args, job_timeout=timeout, result_ttl=60)
-        return True
-    except Exception:
-        log.exception("could not enqueue %s%s", path, args)
-        return False
+def rebuild_error_file_after_commit(batch_id):
+    """The batch's error workbook, built once the caller's transaction commits."""
+    enqueue_after_commit(ERROR_FILE, batch_id)
 
 
 # SQLite has one write lock for the whole database, so a batch runs one item at
@@ -109,6 +99,18 @@ def lanes_for(batch):
 
 
 def start(batch):
-    """Lanes for a batch that has runnable items."""
+    """Lanes for a batch that has runnable items, now (after the caller's commit)."""
     lanes = lanes_for(batch)
     return enqueue_lanes(batch.id, lanes) if lanes else True
+
+
+
+def start_after_commit(batch):
+    """Lanes for a batch that has runnable items, enqueued once the caller's transaction commits.
+
+    Counted from the batch as this transaction leaves it: written out and read back, as a read
+    after the commit would see it (counters may have moved in SQL the ORM object does not know)."""
+    db.session.flush()
+    db.session.refresh(batch, ["status", "pending", "concurrency"])
+    for _ in range(lanes_for(batch)):
+        enqueue_after_commit(LANE, batch.id, job_id=_lane_id(batch.id))

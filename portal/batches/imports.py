@@ -188,8 +188,8 @@ def batch_rows(checked):
 
 
 def create_import_batch(user, node, mode, data, *, concurrency=None):
-    """Read, check and turn an upload into a batch (the caller commits, then
-    calls ``start``)."""
+    """Read, check and turn an upload into a batch (the caller calls ``start``,
+    then commits)."""
     _upload, source, checked = inspect(user, node, mode, data)
     task_ids, rows = batch_rows(checked)
     if not task_ids:
@@ -214,11 +214,11 @@ def preview_upload(user, node, mode, data):
 
 
 def start(batch):
-    """After the caller's commit: lanes for runnable items, and the error
-    workbook at once when rows already failed to import."""
-    dispatch.start(batch)
+    """Before the caller's commit: lanes for runnable items, and the error
+    workbook at once when rows already failed to import, enqueued once it commits."""
+    dispatch.start_after_commit(batch)
     if batch.failed:
-        dispatch.enqueue_job(dispatch.ERROR_FILE_JOB, batch.id)
+        dispatch.rebuild_error_file_after_commit(batch.id)
 
 
 # --- uploads kept between preview and confirmation ----------------------------------

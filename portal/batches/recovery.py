@@ -19,7 +19,8 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 Every step re-checks its condition under a row lock and changes the row it
 checked, so running it twice, or in two schedulers at once, does the work
-once. ``recover`` returns the batches that need new lanes; the caller
+once; each step commits its own rows (its caller, the periodic job, commits
+nothing). ``recover`` returns the batches that need new lanes; the caller
 (``portal.jobs.periodic``) enqueues them after the commits.
 
 The ``now`` parameters are the moment conditions are judged against (a test

@@ -11,7 +11,9 @@ Each item runs in ONE transaction: lock the item and check the lease is still
 ours, approve through the workflow service (which locks and re-checks the
 task), record the outcome, update the counters, and claim the next item. A
 second run of the same item finds the lease gone or the item ended and does
-nothing, so every item takes effect exactly once.
+nothing, so every item takes effect exactly once. So the runner commits
+(each claim, each item), unlike the services a view calls: its caller, the
+lane job, commits nothing of its own.
 """
 import logging
 import os

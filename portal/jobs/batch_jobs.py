@@ -2,8 +2,11 @@
 from datetime import timezone
 
 from portal.batches import dispatch, runner
+from portal.queueing import WEEK, background_job
 
 
+@background_job(dispatch.LANE, timeout=600, failure_ttl=WEEK,
+                if_lost="recovery restarts the batch once it stalls")
 def run_batch_lane(batch_id):
     """Work on one batch slice by slice while no other work waits (another
     batch's lane, another job), then requeue at the back of the queue."""

@@ -1,10 +1,12 @@
 """Jobs that make Excel files."""
 from flask import current_app
 
+from portal.batches import dispatch
 from portal.batches.counters import lock_batch
 from portal.excel.errors_workbook import load_error_source, render, store_error_file
 from portal.extensions import db
 from portal.models import Batch
+from portal.queueing import background_job
 
 ATTEMPTS = 3
 
@@ -15,6 +17,8 @@ def _snapshot(batch):
     return batch.updated_at, batch.failed
 
 
+@background_job(dispatch.ERROR_FILE, timeout=600,
+                if_lost="downloads build the workbook anew; the stored one waits for the batch's next end")
 def build_error_file(batch_id):
     """(Re)build the batch's error workbook and store it as its error file.
 

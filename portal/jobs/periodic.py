@@ -1,12 +1,15 @@
-"""Periodic jobs: the list ``flask --app app scheduler`` keeps registered, and
-the jobs themselves (recovery of batches, and of completion notices' deliveries). Each one is idempotent, so a second scheduler or a late
-duplicate run does no harm."""
+"""Periodic jobs, declared once each in ``PERIODIC_JOBS``: the list ``flask --app app scheduler``
+keeps registered (``portal.jobs.scheduler``), each under its fixed id with its own interval. Today:
+recovery of batches (``recover_batches``, here) and the sweep of completion notices' deliveries
+whose job was lost (``notice_jobs.sweep_deliveries``). Each one is idempotent, so a second
+scheduler or a late duplicate run does no harm."""
 import logging
 
 from portal.batches import dispatch, recovery
 from portal.extensions import db
 from portal.models import Batch
-from portal.notices.jobs import sweep_deliveries
+from portal.jobs.notice_jobs import sweep_deliveries
+from portal.queueing import background_job
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +17,11 @@ log = logging.getLogger(__name__)
 # starts with the prefix, so the scheduler can tell its own stale ones apart.
 PERIODIC_PREFIX = "portal-"
 RECOVER_JOB_ID = PERIODIC_PREFIX + "recover-batches"
+SWEEP_JOB_ID = PERIODIC_PREFIX + "sweep-notice-deliveries"
 
 
+@background_job("recover-batches", timeout=300,
+                if_lost="the scheduler registers it again; its next run recovers")
 def recover_batches():
     """One recovery pass, then lanes for every batch that has runnable work again.
 
@@ -29,17 +35,17 @@ def recover_batches():
         if lanes:
             dispatch.enqueue_lanes(batch_id, lanes)
     db.session.rollback()
-    # Completion notices whose delivery job was lost (Redis down when they were enqueued) go
-    # out again: the same safety net, on the same beat.
-    result["notice_deliveries"] = sweep_deliveries()
-    db.session.rollback()
     log.info("recovery: %s", result)
     return result
 
 
+# (fixed job id, job, the setting that holds its interval in seconds)
+PERIODIC_JOBS = (
+    (RECOVER_JOB_ID, recover_batches, "RECOVERY_INTERVAL_SECONDS"),
+    (SWEEP_JOB_ID, sweep_deliveries, "NOTICE_SWEEP_INTERVAL_SECONDS"),
+)
+
+
 def periodic_jobs(config):
-    """(job id, function path, interval seconds): what the scheduler keeps registered."""
-    return [
-        (RECOVER_JOB_ID, "portal.jobs.periodic.recover_batches",
-         config["RECOVERY_INTERVAL_SECONDS"]),
-    ]
+    """(job id, job function, interval seconds): what the scheduler keeps registered."""
+    return [(job_id, job, config[setting]) for job_id, job, setting in PERIODIC_JOBS]

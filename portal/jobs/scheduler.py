@@ -18,11 +18,11 @@ from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
 from portal.jobs.periodic import PERIODIC_PREFIX, periodic_jobs
+from portal.queueing import job_path, queue_for
 
 log = logging.getLogger(__name__)
 
 BEAT_KEY = "portal:scheduler:beat"
-PERIODIC_JOB_TIMEOUT = 300
 REDIS_RETRY_MAX_SECONDS = 30
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -33,14 +33,14 @@ class PortalScheduler(Scheduler):
         self.portal_config = config
 
     def _registered_as(self, job_id, func, interval):
-        """True when Redis holds ``job_id`` scheduled with this function and interval."""
+        """True when Redis holds ``job_id`` scheduled with this job function and interval."""
         if job_id not in self:
             return False
         try:
             job = self.job_class.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return False
-        return job.func_name == func and job.meta.get("interval") == int(interval)
+        return job.func_name == job_path(func) and job.meta.get("interval") == int(interval)
 
     def cancel_stale_periodic_jobs(self, listed):
         """Cancel the portal's periodic jobs that are no longer listed; returns how many."""
@@ -60,10 +60,13 @@ class PortalScheduler(Scheduler):
         for job_id, func, interval in jobs:
             if self._registered_as(job_id, func, interval):
                 continue
-            # result_ttl=-1 (rq-scheduler's own default for interval jobs) keeps
-            # the job's hash until its next run, however long the queue is.
+            # On the queue and with the timeout declared with the job. result_ttl=-1
+            # (rq-scheduler's own default for interval jobs) keeps the job's hash until its
+            # next run, however long the queue is.
+            spec = func.job_spec
             self.schedule(scheduled_time=datetime.now(timezone.utc), func=func, interval=interval,
-                          repeat=None, id=job_id, result_ttl=-1, timeout=PERIODIC_JOB_TIMEOUT)
+                          repeat=None, id=job_id, result_ttl=-1, timeout=spec.job_timeout(),
+                          queue_name=queue_for(spec.queue).name)
             log.info("registered periodic job %s every %ss", job_id, interval)
             registered += 1
         return registered

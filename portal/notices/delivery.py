@@ -19,6 +19,9 @@ given up when it was the last. The attempt counter never passes ``WEBHOOK_MAX_AT
 Times: an attempt takes at most ``attempt_seconds``; its RQ job is stopped at
 ``job_timeout_seconds`` (the attempt and its bookkeeping); a claim lasts ``claim_seconds``, longer
 than RQ lets a job live, so no second attempt starts while the first may still send.
+
+Commits: ``claim`` and ``finish`` commit their own short transactions (the send between them has
+none open); ``plan`` writes in its caller's transaction, which commits it.
 """
 import logging
 import uuid

@@ -1,35 +1,29 @@
 """Handing deliveries to RQ once the transaction that made them has committed.
 
 A delivery row is made inside the batch's transaction, but its job must not run before that
-transaction commits (it would find nothing) nor at all if it rolls back. So the ids are kept on the
-session and enqueued from SQLAlchemy's ``after_commit`` event; a rollback forgets them.
+transaction commits (it would find nothing) nor at all if it rolls back: ``after_commit`` hands
+the jobs to the session's after-commit outbox (``portal.queueing.enqueue_after_commit``).
 
 Enqueueing is best effort: when Redis cannot be reached the delivery stays pending in the database
-and the sweep (``jobs.sweep_deliveries``, run by the scheduler) enqueues it later. Every job of one
-delivery attempt has the same RQ id, so the sweep can tell a delivery whose job still waits in
-Redis from one whose job was lost.
+and the sweep (``portal.jobs.notice_jobs.sweep_deliveries``, run by the scheduler) enqueues it
+later. Every job of one delivery attempt has the same RQ id, so the sweep can tell a delivery whose
+job still waits in Redis from one whose job was lost.
 
 The jobs wait on a queue of their own (``DELIVERY_QUEUE_NAME``, see ``portal.queueing``): a worker
 that listens to both takes batch work first, and ``make run`` gives the deliveries a worker of their
 own, so a slow receiver never holds batch work or recovery. A job's timeout comes from the
-attempt's deadline (``delivery.job_timeout_seconds``).
+attempt's deadline (``delivery.job_timeout_seconds``, declared with the job).
 """
-import logging
 from datetime import timezone
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import event
 
-from portal.extensions import db
 from portal.models.base import utcnow
-from portal.notices import delivery
-from portal.queueing import get_delivery_queue, get_redis
+from portal.queueing import enqueue, enqueue_after_commit, get_redis
 
-log = logging.getLogger(__name__)
-
-DELIVER_JOB = "portal.notices.jobs.deliver"
-SESSION_KEY = "portal_notice_deliveries"
+# The declared name of the delivery job (``portal.jobs.notice_jobs.deliver``).
+DELIVERY = "notice-delivery"
 # Job states in which a delivery's job will still run (or runs now).
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
@@ -41,47 +35,14 @@ def job_id(delivery_id, attempt):
 
 def after_commit(session, delivery_ids):
     """Enqueue these deliveries' first attempts once ``session`` commits."""
-    session.info.setdefault(SESSION_KEY, []).extend(delivery_ids)
+    for delivery_id in delivery_ids:
+        enqueue_after_commit(DELIVERY, delivery_id, session=session, job_id=job_id(delivery_id, 1))
 
 
-def _send_after_commit(session):
-    # SQLAlchemy also sends after_commit when a SAVEPOINT is released: the transaction goes on.
-    if session.in_nested_transaction():
-        return
-    delivery_ids = session.info.pop(SESSION_KEY, None)
-    for delivery_id in delivery_ids or ():
-        enqueue(delivery_id, 1)
-
-
-def _forget_at_transaction_end(session, transaction):
-    # The outermost transaction ended: after a commit the ids were sent above; after a rollback
-    # their rows are gone.
-    if transaction.parent is None:
-        session.info.pop(SESSION_KEY, None)
-
-
-def install_session_hooks():
-    """Listen to every session's commits and transaction ends (once per process)."""
-    if not event.contains(db.session, "after_commit", _send_after_commit):
-        event.listen(db.session, "after_commit", _send_after_commit)
-        event.listen(db.session, "after_transaction_end", _forget_at_transaction_end)
-
-
-def enqueue(delivery_id, attempt, when=None):
+def enqueue_attempt(delivery_id, attempt, when=None):
     """Enqueue a delivery's attempt now, or at ``when`` (naive UTC); False when Redis refused."""
-    try:
-        queue = get_delivery_queue()
-        options = {"job_id": job_id(delivery_id, attempt),
-                   "job_timeout": delivery.job_timeout_seconds(),
-                   "result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
-        if when is not None and when > utcnow():
-            queue.enqueue_at(when.replace(tzinfo=timezone.utc), DELIVER_JOB, delivery_id, **options)
-        else:
-            queue.enqueue(DELIVER_JOB, delivery_id, **options)
-        return True
-    except Exception:  # Redis down: the delivery stays pending and the sweep enqueues it later
-        log.exception("could not enqueue notice delivery %s; the sweep will", delivery_id)
-        return False
+    at = when.replace(tzinfo=timezone.utc) if when is not None and when > utcnow() else None
+    return enqueue(DELIVERY, delivery_id, job_id=job_id(delivery_id, attempt), at=at)
 
 
 def job_waiting(delivery_id, attempt):

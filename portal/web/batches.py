@@ -214,8 +214,8 @@ def new():
     except ValidationFailed as exc:
         db.session.rollback()
         return _render_new(selection, task_ids, exc.errors, 422)
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     flash(_("Batch %(number)s created.", number=batch.number), "success")
     return redirect(url_for("batches.show", batch_id=batch.id))
 
@@ -354,8 +354,8 @@ def correct(batch_id, item_id):
     except Conflict as exc:
         return back_with_message(exc, url_for("batches.item", batch_id=batch.id,
                                               item_id=item_id))
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     flash(_("Item #%(id)s corrected: it runs again.", id=item_id), "success")
     return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
 
@@ -384,8 +384,8 @@ def steer(batch_id, action):
         batch = service(batch, current_user)
     except Conflict as exc:
         return _refused(batch_id, exc)
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     flash(str(done_message), "success")
     return redirect(url_for("batches.show", batch_id=batch.id))
 
@@ -403,8 +403,8 @@ def retry(batch_id):
         batch, retried, at_limit, needs_correction = control.retry(batch, current_user, item_ids)
     except Conflict as exc:
         return _refused(batch_id, exc)
+    dispatch.start_after_commit(batch)
     db.session.commit()
-    dispatch.start(batch)
     flash(ngettext("%(num)s item retried.", "%(num)s items retried.", retried),
           "success" if retried else "info")
     if at_limit:

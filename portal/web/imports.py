@@ -112,8 +112,8 @@ def confirm(upload_id):
     except WorkflowError as exc:
         return back_with_message(exc, url_for("imports.preview", upload_id=upload_id))
     db.session.delete(kept)
-    db.session.commit()
     imports.start(batch)
+    db.session.commit()
     flash(_("Batch %(number)s created.", number=batch.number), "success")
     return redirect(f"{request.script_root}/batches/{batch.id}")
 

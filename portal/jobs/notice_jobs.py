@@ -1,8 +1,8 @@
-"""RQ entry points of the notices: one delivery attempt, and the sweep that re-enqueues what Redis lost.
+"""Jobs of the notices: one delivery attempt, and the sweep that enqueues again what Redis lost.
 
-Add the sweep to the scheduler's periodic jobs (``portal.jobs.periodic.periodic_jobs``) as
-``SWEEP_JOB`` so that deliveries whose job was never enqueued (Redis down at the commit) or was
-lost (Redis restarted without persistence, a worker killed) are still sent.
+The sweep is one of the scheduler's periodic jobs (``portal.jobs.periodic``): deliveries whose job
+was never enqueued (Redis down at the commit) or was lost (Redis restarted without persistence, a
+worker killed) are still sent.
 """
 import logging
 from datetime import timedelta
@@ -11,15 +11,18 @@ from portal.extensions import db
 from portal.models import NoticeDelivery
 from portal.models.base import utcnow
 from portal.notices import delivery, outbox
+from portal.queueing import DELIVERIES, WEEK, background_job
 
 log = logging.getLogger(__name__)
 
-SWEEP_JOB = "portal.notices.jobs.sweep_deliveries"
 # A delivery due this long ago and still pending has lost its job, unless Redis says it waits.
 SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 500
 
 
+# The job's timeout comes from the attempt's deadline, read when it is enqueued.
+@background_job(outbox.DELIVERY, queue=DELIVERIES, timeout=delivery.job_timeout_seconds,
+                failure_ttl=WEEK, if_lost="the notice sweep enqueues the delivery again")
 def deliver(delivery_id):
     """Try one delivery once; on failure enqueue its next attempt after the backoff. Returns the
     delivery's outcome for this run: "delivered", "retry", "failed" or "skipped"."""
@@ -45,7 +48,7 @@ def deliver(delivery_id):
                     claimed.attempt, outcome.error)
         return "failed"
     when, attempt = following
-    outbox.enqueue(delivery_id, attempt, when)
+    outbox.enqueue_attempt(delivery_id, attempt, when)
     return "retry"
 
 
@@ -61,11 +64,13 @@ def due_deliveries(now=None, grace=SWEEP_GRACE, limit=SWEEP_BATCH):
     return [(delivery_id, attempts + 1) for delivery_id, attempts in rows]
 
 
+@background_job("sweep-notice-deliveries", timeout=300,
+                if_lost="the scheduler registers it again; its next run sweeps")
 def sweep_deliveries(now=None):
     """Enqueue every due delivery whose job Redis does not hold; returns how many."""
     enqueued = 0
     for delivery_id, attempt in due_deliveries(now):
-        if not outbox.job_waiting(delivery_id, attempt) and outbox.enqueue(delivery_id, attempt):
+        if not outbox.job_waiting(delivery_id, attempt) and outbox.enqueue_attempt(delivery_id, attempt):
             enqueued += 1
     if enqueued:
         log.info("notice sweep enqueued %s deliveries", enqueued)
