@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from support import GOOD_FORM, assert_counters_match_items
-from portal.batches import control, creation, dispatch, items, recovery, runner
+from portal.batches import control, creation, dispatch, lifecycle, recovery, runner
 from portal.extensions import db
 from portal.jobs import periodic
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, History, Task
@@ -154,10 +154,10 @@ def test_retry_of_chosen_items_leaves_the_others(factory):
 
 def test_backoff_is_exponential_with_jitter_and_capped():
     for retry_count in (1, 2, 3, 5):
-        samples = [items.backoff_seconds(retry_count) for _ in range(50)]
+        samples = [lifecycle.backoff_seconds(retry_count) for _ in range(50)]
         assert all(0.5 * 2 ** retry_count <= s <= 2 ** retry_count for s in samples)
         assert len(set(samples)) > 1  # jitter: retries of many items do not line up
-    assert max(items.backoff_seconds(30) for _ in range(50)) <= 300
+    assert max(lifecycle.backoff_seconds(30) for _ in range(50)) <= 300
 
 
 @pytest.mark.parametrize("cause", list(UNEXPECTED))

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import selectinload
 
-from portal.batches.items import retry_limit
+from portal.batches.lifecycle import retry_limit
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem
 from portal.models.base import utcnow

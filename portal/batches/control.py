@@ -5,9 +5,9 @@ The caller commits, then asks ``dispatch`` for lanes when work became runnable.
 from flask_babel import gettext as _
 from sqlalchemy import update
 
-from portal.batches import items
 from portal import events
-from portal.batches.counters import add_event, finish_if_done, lock_batch, move
+from portal.batches import lifecycle
+from portal.batches.audit import add_event
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
@@ -16,7 +16,7 @@ from portal.errors import Conflict, ValidationFailed
 
 
 def _locked(batch):
-    return lock_batch(batch.id)
+    return lifecycle.lock_batch(batch.id)
 
 
 def pause(batch, user):
@@ -34,7 +34,7 @@ def resume(batch, user):
         raise Conflict(_("Only a paused batch can be resumed."))
     batch.status, batch.updated_at = "running", utcnow()
     batch.progress_at = utcnow()
-    finish_if_done(batch)
+    lifecycle.finish_if_done(batch)
     add_event(batch.id, user.id, "resumed")
     return batch
 
@@ -45,12 +45,12 @@ def cancel(batch, user):
     if batch.status not in ("pending", "running", "paused"):
         raise Conflict(_("This batch can no longer be cancelled."))
     now = utcnow()
-    items.release_tasks_of_pending(batch)
+    lifecycle.release_tasks_of_pending(batch)
     count = db.session.execute(
         update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
         .values(status="cancelled", error_kind="cancelled", finished_at=now)
         .execution_options(synchronize_session=False)).rowcount
-    move(batch, "pending", "cancelled", count)
+    lifecycle.move(batch, "pending", "cancelled", count)
     batch.status = "cancelled"
     batch.finished_at = now if batch.running == 0 else None
     add_event(batch.id, user.id, "cancelled", {"items": count})
@@ -60,7 +60,7 @@ def cancel(batch, user):
 
 def at_retry_limit(item):
     """A failed item that used up its retries: its task is back with people."""
-    return item.status in FAILED_ITEM_STATUSES and item.retry_count >= items.retry_limit()
+    return item.status in FAILED_ITEM_STATUSES and item.retry_count >= lifecycle.retry_limit()
 
 
 def batch_accepts_retries(batch):
@@ -84,7 +84,7 @@ def _retryable_failures(batch_id):
     return db.select(BatchItem).where(
         BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES),
         BatchItem.error_kind.is_distinct_from(DATA_ERROR),
-        BatchItem.retry_count < items.retry_limit())
+        BatchItem.retry_count < lifecycle.retry_limit())
 
 
 def retry_all_count(batch):
@@ -121,15 +121,15 @@ def retry(batch, user, item_ids=None):
     now, retried, at_limit, needs_correction = utcnow(), [], 0, 0
     for item in failed:
         if retryable(item, batch):
-            items.requeue(batch, item, now, retried_by=user)
+            lifecycle.requeue(batch, item, now, retried_by=user)
             retried.append(item)
         elif item.error_kind == DATA_ERROR:
             needs_correction += 1
         else:
             at_limit += 1
-    items.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
+    lifecycle.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
     if retried:
-        items.reopen(batch, now)
+        lifecycle.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
         events.items_retried.send(batch.id, count=len(retried), automatic=False)

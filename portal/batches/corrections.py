@@ -10,9 +10,9 @@ instance's history names the corrector as the one who decided, for the creator.
 """
 from flask_babel import gettext as _
 
-from portal.batches import items, own_values
+from portal.batches import lifecycle, own_values
+from portal.batches.audit import add_event
 from portal.batches.control import DATA_ERROR, batch_accepts_retries
-from portal.batches.counters import add_event, lock_batch
 from portal.errors import Conflict, NotFound
 from portal.extensions import db
 from portal.models import BatchItem, BatchItemAttempt
@@ -44,7 +44,7 @@ def correct(batch, user, item_id, action, comment, form):
 
     ValidationFailed (nothing written) when the new values are still wrong;
     Conflict when the item is not a correctable failure any more."""
-    batch = lock_batch(batch.id)
+    batch = lifecycle.lock_batch(batch.id)
     item = db.session.execute(
         db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.batch_id == batch.id)
         .with_for_update(key_share=True)).scalar_one_or_none()
@@ -62,8 +62,8 @@ def correct(batch, user, item_id, action, comment, form):
     item.decision = {"action": action, "comment": comment or None, "form": cleaned,
                      "decided_by": user.id}
     item.field_errors = None
-    items.requeue(batch, item, now, retried_by=user)
-    items.hold_tasks(batch, [item.task_id], only_free=True)
-    items.reopen(batch, now)
+    lifecycle.requeue(batch, item, now, retried_by=user)
+    lifecycle.hold_tasks(batch, [item.task_id], only_free=True)
+    lifecycle.reopen(batch, now)
     add_event(batch.id, user.id, "corrected", {"items": [item.id], "count": 1})
     return item

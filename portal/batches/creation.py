@@ -12,8 +12,8 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, insert
 
-from portal.batches import item_errors, items, own_values
-from portal.batches.counters import add_event, finish_if_done
+from portal.batches import item_errors, lifecycle, own_values
+from portal.batches.audit import add_event
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
@@ -251,13 +251,13 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
         rows_to_insert.append(item)
     if rows_to_insert:
         db.session.execute(insert(BatchItem), rows_to_insert)
-    items.hold_tasks(batch, eligible)
+    lifecycle.hold_tasks(batch, eligible)
     batch.total = len(rows_to_insert)
     batch.pending, batch.ignored, batch.failed = counts["pending"], counts["ignored"], counts["failed"]
     add_event(batch.id, user.id, "created", _created_detail(batch, node, cleaned_form))
     db.session.flush()
     if batch.pending == 0:  # nothing to run: every item was ignored or failed its import
-        finish_if_done(batch, now)
+        lifecycle.finish_if_done(batch, now)
     return batch
 
 

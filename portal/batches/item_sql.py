@@ -11,8 +11,8 @@ from functools import cache
 
 from sqlalchemy import bindparam, case, insert, select, update
 
-from portal.batches.counters import COUNTER_OF
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
+from portal.models.batches import COUNTER_OF
 
 _batch = Batch.__table__
 _item = BatchItem.__table__

@@ -6,7 +6,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 1. expired leases are reclaimed: the item's worker vanished, which is an
    unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
-   (``items.retry_lost_run``);
+   (``lifecycle.retry_lost_run``);
 2. items that failed for an unexpected cause in the last 24 hours and are
    still under the limit go back to pending. The runner itself only fails
    such an item at the limit, so this finds items after the limit was raised;
@@ -34,8 +34,8 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from portal import events
-from portal.batches.counters import add_event, finish_if_done, lock_batch
-from portal.batches import item_errors, items
+from portal.batches import item_errors, lifecycle
+from portal.batches.audit import add_event
 from portal.batches.runner import worker_name
 from portal.extensions import db
 from portal.messages import N_
@@ -80,7 +80,7 @@ def _reclaim_one(item_id, now):
                                     started_at=item.started_at or clock, finished_at=clock,
                                     outcome="error", error=failure.english(None),
                                     error_detail=failure.detail))
-    items.retry_lost_run(item, failure, clock)
+    lifecycle.retry_lost_run(item, failure, clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id
@@ -119,7 +119,7 @@ def _retryable_failures(batch_id, since, limit):
 
 def _retry_failures_of(batch_id, since, limit):
     """Retry one batch's recent unexpected failures; returns how many went back to pending."""
-    batch = lock_batch(batch_id)
+    batch = lifecycle.lock_batch(batch_id)
     if batch is None or batch.status == "cancelled":
         db.session.rollback()
         return 0
@@ -131,9 +131,9 @@ def _retry_failures_of(batch_id, since, limit):
         return 0
     clock = utcnow()
     for item in failed:
-        items.requeue(batch, item, clock, backoff=True)
-    items.hold_tasks(batch, [item.task_id for item in failed], only_free=True)
-    items.reopen(batch, clock)
+        lifecycle.requeue(batch, item, clock, backoff=True)
+    lifecycle.hold_tasks(batch, [item.task_id for item in failed], only_free=True)
+    lifecycle.reopen(batch, clock)
     add_event(batch.id, None, "retried", {"items": [item.id for item in failed][:1000],
                                           "count": len(failed), "automatic": True})
     db.session.commit()
@@ -173,8 +173,8 @@ def finish_drained_batches():
     db.session.rollback()
     closed = 0
     for batch_id in ids:
-        batch = lock_batch(batch_id)
-        closed += bool(batch is not None and finish_if_done(batch))
+        batch = lifecycle.lock_batch(batch_id)
+        closed += bool(batch is not None and lifecycle.finish_if_done(batch))
         db.session.commit()
     return closed
 

@@ -25,8 +25,7 @@ from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
-from portal.batches import item_errors, item_sql, items
-from portal.batches.counters import finish_if_done, lock_batch
+from portal.batches import item_errors, item_sql, lifecycle
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, Node, User
 from portal.models.base import utcnow
@@ -153,7 +152,7 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         now = utcnow()
         if status != "success":
             conn.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": item.batch_id})
-        if status == "failed" and item.retry_count >= items.retry_limit():
+        if status == "failed" and item.retry_count >= lifecycle.retry_limit():
             events.item_at_retry_limit.send(item.batch_id, item_id=item.id, task_id=item.task_id)
         conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, **outcome,
                                                "now": now})
@@ -167,7 +166,7 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
                                 {"batch_id": item.batch_id, "now": now}).one()
         next_claim = _claim_after(conn, item.batch_id, counters, now) if claim_next_item else None
         if next_claim is None and counters.pending == 0 and counters.running == 0:
-            finish_if_done(lock_batch(item.batch_id), now)
+            lifecycle.finish_if_done(lifecycle.lock_batch(item.batch_id), now)
         db.session.commit()
         events.item_finished.send(item.batch_id, outcome=status, node_id=decision.node_id,
                                   seconds=time.monotonic() - started)
@@ -204,7 +203,7 @@ def record_unexpected(claim, exc):
                                         worker=worker_name(), started_at=item.started_at,
                                         finished_at=now, outcome="error", error=failure.detail,
                                         error_detail=failure.detail))
-        items.retry_lost_run(item, failure, now)
+        lifecycle.retry_lost_run(item, failure, now)
         db.session.commit()
     except Exception:
         db.session.rollback()

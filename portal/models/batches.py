@@ -18,6 +18,9 @@ ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_f
 # An item that failed to import counts as failed everywhere: counters, filters,
 # retries and the error workbook.
 FAILED_ITEM_STATUSES = ("failed", "import_failed")
+# Item status -> the batch counter that holds it.
+COUNTER_OF = {status: "failed" if status in FAILED_ITEM_STATUSES else status
+              for status in ITEM_STATUSES}
 MODES = ("form", "single", "per_instance")
 
 

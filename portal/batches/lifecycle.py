@@ -1,4 +1,5 @@
-"""Item state changes shared by several paths, in one place.
+"""The life of a batch item, in one place: every change of an item's status and
+the counters, task locks and failure columns that go with it.
 
 A failed item goes back to pending by a person's retry (``control.retry``) or
 by recovery's automatic one; a running item whose run was lost goes back to
@@ -8,9 +9,13 @@ retry, and gives one back when its item ends without approving it. These
 changes must agree for "approved at most once" and for the counters to hold,
 so every caller goes through here.
 
+Counters move only through ``move`` while the batch row is locked, in the same
+transaction as the item status change they count, so ``total = pending +
+running + success + failed + ignored + cancelled`` holds at every commit.
+
 Every function works inside the caller's transaction, which holds the batch
-row lock (``counters.lock_batch``) and the rows of the items it passes; the
-caller commits.
+row lock (``lock_batch``) and the rows of the items it passes; the caller
+commits.
 """
 import random
 from datetime import timedelta
@@ -18,12 +23,14 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from portal.batches import item_sql
 from portal import events
-from portal.batches.counters import finish_if_done, lock_batch, move
+from portal.batches import item_sql
+from portal.batches.audit import add_event
+from portal.batches.destinations import destination_counts
 from portal.extensions import db
-from portal.models import BatchItem, Task
-from portal.models.base import chunks
+from portal.models import Batch, BatchItem, Task
+from portal.models.base import chunks, utcnow
+from portal.models.batches import COUNTER_OF
 
 
 def backoff_seconds(retry_count):
@@ -34,6 +41,44 @@ def backoff_seconds(retry_count):
 def retry_limit():
     return current_app.config["BATCH_RETRY_LIMIT"]
 
+
+# --- the batch row ------------------------------------------------------------------
+
+def lock_batch(batch_id):
+    """Lock the batch row for this transaction.
+
+    FOR NO KEY UPDATE on PostgreSQL: rows inserted meanwhile with a foreign key
+    to the batch (attempts, events) take KEY SHARE locks, which FOR UPDATE
+    would conflict with, deadlocking two item transactions of one batch.
+    """
+    return db.session.execute(
+        db.select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def move(batch, old_status, new_status, count=1):
+    old, new = COUNTER_OF[old_status], COUNTER_OF[new_status]
+    setattr(batch, old, getattr(batch, old) - count)
+    setattr(batch, new, getattr(batch, new) + count)
+    batch.updated_at = utcnow()
+
+
+def finish_if_done(batch, now=None):
+    """Mark the batch finished once no item waits or runs; its items' destinations are counted then,
+    once, so that the batch page never counts over a large batch's items."""
+    if batch.pending == 0 and batch.running == 0 and batch.status in ("pending", "running", "paused"):
+        batch.status = "finished"
+        batch.finished_at = now or utcnow()
+        db.session.flush()
+        batch.destinations = [list(pair) for pair in destination_counts(batch)]
+        add_event(batch.id, None, "finished", {"success": batch.success, "failed": batch.failed,
+                                               "ignored": batch.ignored, "cancelled": batch.cancelled})
+        events.batch_finished.send(batch)
+        return True
+    return False
+
+
+# --- the tasks a batch holds ------------------------------------------------------------
 
 def hold_tasks(batch, task_ids, *, only_free=False):
     """Lock the tasks to the batch (held by its creator, no expiry).
@@ -67,6 +112,8 @@ def release_tasks_of_pending(batch):
                        .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None)
                        .execution_options(synchronize_session=False))
 
+
+# --- items back to pending, or failed for good ---------------------------------------------
 
 def requeue(batch, item, now, *, retried_by=None, backoff=False):
     """A failed or lost item back to pending as one more retry.
