@@ -3,7 +3,6 @@
 The caller commits, then asks ``dispatch`` for lanes when work became runnable.
 """
 from flask_babel import gettext as _
-from sqlalchemy import update
 
 from portal import events
 from portal.batches import lifecycle
@@ -45,12 +44,7 @@ def cancel(batch, user):
     if batch.status not in ("pending", "running", "paused"):
         raise Conflict(_("This batch can no longer be cancelled."))
     now = utcnow()
-    lifecycle.release_tasks_of_pending(batch)
-    count = db.session.execute(
-        update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
-        .values(status="cancelled", error_kind="cancelled", finished_at=now)
-        .execution_options(synchronize_session=False)).rowcount
-    lifecycle.move(batch, "pending", "cancelled", count)
+    count = lifecycle.cancel_pending(batch, now)
     batch.status = "cancelled"
     batch.finished_at = now if batch.running == 0 else None
     add_event(batch.id, user.id, "cancelled", {"items": count})
@@ -118,18 +112,16 @@ def retry(batch, user, item_ids=None):
     if item_ids is not None:
         query = query.where(BatchItem.id.in_(item_ids))
     failed = db.session.execute(query.with_for_update()).scalars().all()
-    now, retried, at_limit, needs_correction = utcnow(), [], 0, 0
+    retried, at_limit, needs_correction = [], 0, 0
     for item in failed:
         if retryable(item, batch):
-            lifecycle.requeue(batch, item, now, retried_by=user)
             retried.append(item)
         elif item.error_kind == DATA_ERROR:
             needs_correction += 1
         else:
             at_limit += 1
-    lifecycle.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
+    lifecycle.retry(batch, retried, utcnow(), retried_by=user)
     if retried:
-        lifecycle.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
         events.items_retried.send(batch.id, count=len(retried), automatic=False)

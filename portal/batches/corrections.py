@@ -15,7 +15,7 @@ from portal.batches.audit import add_event
 from portal.batches.control import DATA_ERROR, batch_accepts_retries
 from portal.errors import Conflict, NotFound
 from portal.extensions import db
-from portal.models import BatchItem, BatchItemAttempt
+from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.workflow.engine import validate_decision
@@ -53,17 +53,10 @@ def correct(batch, user, item_id, action, comment, form):
     if not correctable(item, batch):
         raise Conflict(_("This item is not waiting for a correction any more."))
     cleaned = validate_decision(batch.node, action, comment, form)
-    now = utcnow()
-    db.session.add(BatchItemAttempt(
-        item_id=item.id, batch_id=batch.id, worker=None, started_at=now, finished_at=now,
-        outcome="corrected", error=item.error, error_detail=item.error_detail,
-        retried_by_id=user.id, previous_decision=current_decision(item, batch)))
     # Who chose these values: the instance's history names them (on behalf of the creator).
-    item.decision = {"action": action, "comment": comment or None, "form": cleaned,
-                     "decided_by": user.id}
-    item.field_errors = None
-    lifecycle.requeue(batch, item, now, retried_by=user)
-    lifecycle.hold_tasks(batch, [item.task_id], only_free=True)
-    lifecycle.reopen(batch, now)
+    decision = {"action": action, "comment": comment or None, "form": cleaned,
+                "decided_by": user.id}
+    lifecycle.requeue_corrected(batch, item, decision, user, utcnow(),
+                                previous_decision=current_decision(item, batch))
     add_event(batch.id, user.id, "corrected", {"items": [item.id], "count": 1})
     return item

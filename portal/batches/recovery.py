@@ -6,7 +6,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 1. expired leases are reclaimed: the item's worker vanished, which is an
    unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
-   (``lifecycle.retry_lost_run``);
+   (``lifecycle.fail_lost``);
 2. items that failed for an unexpected cause in the last 24 hours and are
    still under the limit go back to pending. The runner itself only fails
    such an item at the limit, so this finds items after the limit was raised;
@@ -39,7 +39,7 @@ from portal.batches.audit import add_event
 from portal.batches.runner import worker_name
 from portal.extensions import db
 from portal.messages import N_
-from portal.models import Batch, BatchItem, BatchItemAttempt
+from portal.models import Batch, BatchItem
 from portal.models.base import utcnow
 from portal.workflow import repair
 
@@ -75,12 +75,8 @@ def _reclaim_one(item_id, now):
         db.session.rollback()
         return None
     clock = utcnow()
-    failure = _lease_expired()
-    db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
-                                    started_at=item.started_at or clock, finished_at=clock,
-                                    outcome="error", error=failure.english(None),
-                                    error_detail=failure.detail))
-    lifecycle.retry_lost_run(item, failure, clock)
+    lifecycle.fail_lost(item, _lease_expired(), clock, worker=_by_recovery(),
+                        started_at=item.started_at or clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id
@@ -129,11 +125,7 @@ def _retry_failures_of(batch_id, since, limit):
     if not failed:
         db.session.rollback()
         return 0
-    clock = utcnow()
-    for item in failed:
-        lifecycle.requeue(batch, item, clock, backoff=True)
-    lifecycle.hold_tasks(batch, [item.task_id for item in failed], only_free=True)
-    lifecycle.reopen(batch, clock)
+    lifecycle.retry(batch, failed, utcnow(), backoff=True)
     add_event(batch.id, None, "retried", {"items": [item.id for item in failed][:1000],
                                           "count": len(failed), "automatic": True})
     db.session.commit()
