@@ -98,7 +98,7 @@ class Config:
             BATCH_RETRY_LIMIT=_int_env("BATCH_RETRY_LIMIT", 3),
             BATCH_STALL_SECONDS=_int_env("BATCH_STALL_SECONDS", 300),
             RECOVERY_INTERVAL_SECONDS=_int_env("RECOVERY_INTERVAL_SECONDS", 60),
-            BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", 120),
+            BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", cls.BATCH_LEASE_SECONDS),
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),

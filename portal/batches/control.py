@@ -10,7 +10,7 @@ from portal.batches.audit import add_event
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES
+from portal.models.batches import FAILED_ITEM_STATUSES, OPEN_BATCH_STATUSES
 from portal.errors import Conflict, ValidationFailed
 
 
@@ -20,7 +20,7 @@ def _locked(batch):
 
 def pause(batch, user):
     batch = _locked(batch)
-    if batch.status not in ("pending", "running"):
+    if not batch.is_active:
         raise Conflict(_("Only a pending or running batch can be paused."))
     batch.status, batch.updated_at = "paused", utcnow()
     add_event(batch.id, user.id, "paused")
@@ -41,7 +41,7 @@ def resume(batch, user):
 def cancel(batch, user):
     """Pending items become cancelled and their tasks are unlocked; running ones finish."""
     batch = _locked(batch)
-    if batch.status not in ("pending", "running", "paused"):
+    if batch.status not in OPEN_BATCH_STATUSES:
         raise Conflict(_("This batch can no longer be cancelled."))
     now = utcnow()
     count = lifecycle.cancel_pending(batch, now)

@@ -17,6 +17,7 @@ from portal.batches.audit import add_event
 from portal.extensions import db
 from portal.models import Batch, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
+from portal.models.batches import MAX_CONCURRENCY
 from portal.workflow.engine import check_decision, validate_decision
 from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
 from portal.errors import NotFound, ValidationFailed
@@ -44,7 +45,7 @@ def check_batch_size(count):
 
 def parse_task_ids(raw):
     """Task ids from JSON or a form; ValidationFailed when they are not integers
-    or more than a batch may hold.
+    (ASCII digits in text, within the id columns' range) or more than a batch may hold.
 
     Any integer is accepted as a choice: one that names no task the user may
     open becomes an ignored item ("unavailable"), as the contract asks. The
@@ -149,9 +150,6 @@ def preview(user, node, task_ids, *, holders=False):
     if holders:
         result["holders"] = own_values.holders(node, eligible)
     return result
-
-
-MAX_CONCURRENCY = 50
 
 
 def _concurrency(value, errors):

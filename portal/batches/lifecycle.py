@@ -43,7 +43,7 @@ from portal.batches.destinations import destination_counts
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Node, Task
 from portal.models.base import chunks, utcnow
-from portal.models.batches import COUNTER_OF
+from portal.models.batches import COUNTER_OF, OPEN_BATCH_STATUSES
 
 
 def backoff_seconds(retry_count):
@@ -95,7 +95,7 @@ def _move(batch, old_status, new_status, count=1):
 def finish_if_done(batch, now=None):
     """Mark the batch finished once no item waits or runs; its items' destinations are counted then,
     once, so that the batch page never counts over a large batch's items."""
-    if batch.pending == 0 and batch.running == 0 and batch.status in ("pending", "running", "paused"):
+    if batch.pending == 0 and batch.running == 0 and batch.status in OPEN_BATCH_STATUSES:
         batch.status = "finished"
         batch.finished_at = now or utcnow()
         db.session.flush()
@@ -214,7 +214,7 @@ def finish(connection, item, status, failure, now, *, node_id, worker, started):
     ``failure``: its task back with people unless it was approved, one attempt row (``worker``,
     ``started`` by ``time.monotonic``), and the batch counters moved; returns the batch row as
     ``claim`` needs it (status, pending, running, concurrency)."""
-    columns = _failure_columns(failure, db.session.get(Node, node_id)) if failure is not None else {}
+    columns = {} if failure is None else _failure_columns(failure, db.session.get(Node, node_id))
     if status != "success":
         _release_task(connection, item.task_id, item.batch_id)
     if status == "failed" and item.retry_count >= retry_limit():

@@ -41,6 +41,7 @@ from portal.extensions import db
 from portal.messages import N_
 from portal.models import Batch, BatchItem
 from portal.models.base import utcnow
+from portal.models.batches import ACTIVE_BATCH_STATUSES
 from portal.workflow import repair
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def retry_unexpected_failures(now=None):
 def finish_drained_batches():
     """Close running batches whose last item ended in a transaction that could not close them."""
     ids = db.session.execute(
-        db.select(Batch.id).where(Batch.status.in_(("pending", "running")), Batch.pending == 0,
+        db.select(Batch.id).where(Batch.status.in_(ACTIVE_BATCH_STATUSES), Batch.pending == 0,
                                   Batch.running == 0)).scalars().all()
     db.session.rollback()
     closed = 0
@@ -175,7 +176,7 @@ def finish_drained_batches():
 
 def _stalled(cutoff):
     last_seen = db.func.coalesce(Batch.progress_at, Batch.created_at)
-    return (Batch.status.in_(("pending", "running")), Batch.pending > 0, last_seen < cutoff)
+    return (Batch.status.in_(ACTIVE_BATCH_STATUSES), Batch.pending > 0, last_seen < cutoff)
 
 
 def _take_stalled(batch_id, cutoff):

@@ -128,7 +128,8 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         now = utcnow()
         counters = lifecycle.finish(conn, item, status, failure, now, node_id=decision.node_id,
                                     worker=worker_name(), started=started)
-        next_claim = lifecycle.claim(conn, item.batch_id, counters, now) if claim_next_item else None
+        next_claim = (lifecycle.claim(conn, item.batch_id, counters, now)
+                      if claim_next_item else None)
         if next_claim is None and counters.pending == 0 and counters.running == 0:
             lifecycle.finish_if_done(lifecycle.lock_batch(item.batch_id), now)
         db.session.commit()
@@ -210,7 +211,7 @@ def _remaining(batch_id):
     now = utcnow()
     batch = db.session.execute(db.select(Batch).where(Batch.id == batch_id)
                                .execution_options(populate_existing=True)).scalar_one_or_none()
-    if batch is None or batch.status not in ("pending", "running") or batch.pending == 0:
+    if batch is None or not batch.is_active or batch.pending == 0:
         ended = batch is not None and batch.status == "finished"
         db.session.rollback()
         return False, None, ended
