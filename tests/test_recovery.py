@@ -479,11 +479,11 @@ def test_a_recovery_working_from_a_stale_list_does_nothing_twice(factory, monkey
     now = clock.now()
     since = now - recovery.RECENT_FAILURES
     expired = recovery.expired_leases(now)
-    failures = recovery.batches_with_retryable_failures(since, app.config["BATCH_RETRY_LIMIT"])
+    failures = recovery.batches_with_recent_unexpected_failures(since, app.config["BATCH_RETRY_LIMIT"])
     stalled = recovery.stalled_batches(now)
     assert scenario["stalled"] in stalled and len(expired) == 2 and len(failures) == 1
     monkeypatch.setattr(recovery, "expired_leases", lambda now: expired)
-    monkeypatch.setattr(recovery, "batches_with_retryable_failures", lambda since, limit: failures)
+    monkeypatch.setattr(recovery, "batches_with_recent_unexpected_failures", lambda since, limit: failures)
     monkeypatch.setattr(recovery, "stalled_batches", lambda now=None: stalled)
 
     first, second = recovery.recover(now), recovery.recover(now)

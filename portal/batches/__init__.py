@@ -1,2 +1,6 @@
 """The batch engine: creating batches, running their items, controlling and
-recovering them. Services only; views and jobs own commits and enqueueing."""
+recovering them. Every write of an item's life is ``lifecycle``'s.
+
+Services only: views and jobs commit and enqueue, except where a service's unit
+of work is a transaction of its own: the runner commits each claim and each item,
+recovery each step it takes."""

@@ -74,7 +74,9 @@ def retryable(item, batch):
             and not at_retry_limit(item) and batch_accepts_retries(batch))
 
 
-def _retryable_failures(batch_id):
+def _failures_a_person_may_retry(batch_id):
+    """The batch's failed items (import failures included) that ``retryable`` lets a person
+    retry: not a failure of their own values, under the retry limit."""
     return db.select(BatchItem).where(
         BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES),
         BatchItem.error_kind.is_distinct_from(DATA_ERROR),
@@ -86,7 +88,7 @@ def retry_all_count(batch):
     if batch.failed == 0 or not batch_accepts_retries(batch):
         return 0
     return db.session.execute(db.select(db.func.count()).select_from(
-        _retryable_failures(batch.id).subquery())).scalar()
+        _failures_a_person_may_retry(batch.id).subquery())).scalar()
 
 
 # Retry takes the ids in one SQL IN list; for more, retrying every failed

@@ -100,18 +100,14 @@ def reclaim_leases(now=None):
     return [batch_id for batch_id in batch_ids if batch_id is not None]
 
 
-def reclaim_expired_leases(now=None):
-    """Items whose worker vanished go back to pending (or fail at the limit); returns how many."""
-    return len(reclaim_leases(now))
-
-
 # --- 2. recent unexpected failures under the limit ----------------------------------------
 
-def _retryable_failures(batch_id, since, limit):
-    return (db.select(BatchItem).where(
-        BatchItem.batch_id == batch_id, BatchItem.status == "failed",
-        BatchItem.error_kind == "unexpected", BatchItem.retry_count < limit,
-        BatchItem.finished_at >= since).order_by(BatchItem.id))
+def _recent_unexpected_failure(since, limit):
+    """An item that failed for an unexpected cause since ``since``, under ``limit``: what
+    recovery retries by itself (a person's retry, ``control``, takes any failure but one of
+    the item's own values)."""
+    return (BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
+            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
 
 
 def _retry_failures_of(batch_id, since, limit):
@@ -120,9 +116,11 @@ def _retry_failures_of(batch_id, since, limit):
     if batch is None or batch.status == "cancelled":
         db.session.rollback()
         return 0
-    failed = db.session.execute(_retryable_failures(batch_id, since, limit)
-                                .with_for_update(key_share=True)
-                                .execution_options(populate_existing=True)).scalars().all()
+    failed = db.session.execute(
+        db.select(BatchItem).where(BatchItem.batch_id == batch_id,
+                                   *_recent_unexpected_failure(since, limit))
+        .order_by(BatchItem.id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)).scalars().all()
     if not failed:
         db.session.rollback()
         return 0
@@ -134,12 +132,10 @@ def _retry_failures_of(batch_id, since, limit):
     return len(failed)
 
 
-def batches_with_retryable_failures(since, limit):
+def batches_with_recent_unexpected_failures(since, limit):
     """Ids of batches with unexpected failures since ``since`` under ``limit`` (read only)."""
     ids = db.session.execute(
-        db.select(BatchItem.batch_id).where(
-            BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
-            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
+        db.select(BatchItem.batch_id).where(*_recent_unexpected_failure(since, limit))
         .distinct().order_by(BatchItem.batch_id)).scalars().all()
     db.session.rollback()
     return ids
@@ -152,7 +148,7 @@ def retry_unexpected_failures(now=None):
     limit = current_app.config["BATCH_RETRY_LIMIT"]
     since = now - RECENT_FAILURES
     retried = {batch_id: _retry_failures_of(batch_id, since, limit)
-               for batch_id in batches_with_retryable_failures(since, limit)}
+               for batch_id in batches_with_recent_unexpected_failures(since, limit)}
     return {batch_id: count for batch_id, count in retried.items() if count}
 
 

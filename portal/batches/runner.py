@@ -227,7 +227,8 @@ def _remaining(batch_id):
 
 
 def run_inline(batch_id, max_lanes=100000):
-    """Run a batch to the end in this process (tests, CLI); returns items processed."""
+    """Run a batch to the end in this process, lane after lane; returns items processed.
+    (Workers run lanes from RQ; the tests drive batches with this.)"""
     total = 0
     for _ in range(max_lanes):
         result = run_lane(batch_id, slice_seconds=3600)

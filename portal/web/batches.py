@@ -270,7 +270,7 @@ def show(batch_id):
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
         end_labels=END_LABELS,
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
-        event_summary=partial(event_summary, labels=item_errors.field_labels(batch.node)),
+        event_summary=partial(event_summary, labels=item_errors.key_labels(batch.node)),
         by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
         active=batch.is_active,
@@ -306,7 +306,7 @@ def _visible_item(batch_id, item_id):
 def item(batch_id, item_id):
     batch, batch_item = _visible_item(batch_id, item_id)
     attempts = listing.item_attempts(batch_item)
-    labels = item_errors.field_labels(batch.node)   # errors read in the reader's language
+    labels = item_errors.key_labels(batch.node)   # errors read in the reader's language
     return render_template(
         "batches/item.html", **_page_context(batch), item=batch_item, attempts=attempts,
         error_text=item_errors.text(batch_item, labels),
@@ -321,7 +321,7 @@ def _render_correct(batch, item, node_form, action, comment, errors=None, status
     return render_template(
         "batches/correct.html", batch=batch, item=item, node=batch.node, node_form=node_form,
         action=action, comment=comment, errors=errors or {},
-        error_text=item_errors.text(item, item_errors.field_labels(batch.node)),
+        error_text=item_errors.text(item, item_errors.key_labels(batch.node)),
         title=access.item_titles([item]).get(item.task_id)), status
 
 
@@ -336,7 +336,7 @@ def correct(batch_id, item_id):
             return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
         decision = corrections.decision_to_correct(batch_item, batch)
         stored = item_errors.field_texts(batch_item.field_errors,
-                                         item_errors.field_labels(batch.node))
+                                         item_errors.key_labels(batch.node))
         return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(
             "form") or {}), decision.get("action"), decision.get("comment"), stored)
     node_form = build_node_form(fields, formdata=request.form)
