@@ -22,8 +22,8 @@ running + success + failed + ignored + cancelled`` holds at every commit.
 
 Every function works inside the caller's transaction, which holds the batch
 row lock (``lock_batch``) and the rows of the items it passes; the caller
-commits. The times written are the caller's ``now``: the runner and recovery
-read their clocks where they decide. The runner's item transaction (``claim``,
+commits. The times an item's change writes are the caller's ``now``: the
+runner and recovery read their clocks where they decide. The runner's item transaction (``claim``,
 ``load_claimed``, ``finish``) runs the prebuilt statements of ``item_sql`` on
 the connection it passes, since that path is taken for every item.
 """
