@@ -101,7 +101,7 @@ class Config:
             RECOVERY_INTERVAL_SECONDS=recovery_interval,
             # The notice sweep's own interval (a periodic job of its own): recovery's beat.
             NOTICE_SWEEP_INTERVAL_SECONDS=recovery_interval,
-            BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", 120),
+            BATCH_LEASE_SECONDS=_int_env("BATCH_LEASE_SECONDS", cls.BATCH_LEASE_SECONDS),
             MAX_UPLOAD_MB=max_upload_mb,
             MAX_CONTENT_LENGTH=max_upload_mb * 1024 * 1024,
             MAX_IMPORT_ROWS=_int_env("MAX_IMPORT_ROWS", 50000),

@@ -262,8 +262,9 @@ class BigBatches:
         from portal.batches import control
         from portal.extensions import db
         from portal.models import Batch, User
+        from portal.models.batches import OPEN_BATCH_STATUSES
         batch = db.session.get(Batch, batch_id)
-        if batch.status in ("pending", "running", "paused"):
+        if batch.status in OPEN_BATCH_STATUSES:
             control.cancel(batch, db.session.get(User, self.owner_id))
             db.session.commit()
         deadline = time.monotonic() + timeout

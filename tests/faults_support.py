@@ -19,8 +19,7 @@ import redis
 from sqlalchemy import func, text
 
 from bpmn_support import end, flow, gateway, process_xml, user_task
-from support import LOG_DIR, ROOT, process_tree, signal_tree, wait_for
-from portal.batches.counters import counts_from_items
+from support import LOG_DIR, ROOT, counts_from_items, process_tree, signal_tree, wait_for
 from portal.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, History, Instance, Task
 from portal.models.base import utcnow

@@ -5,9 +5,8 @@ real worker processes are exercised elsewhere.
 """
 import pytest
 
-from support import GOOD_FORM
+from support import GOOD_FORM, counts_from_items
 from portal.batches import creation, dispatch, runner
-from portal.batches.counters import counts_from_items
 from portal.extensions import db
 from portal.models import Batch, BatchItem, History, Task
 from portal.queueing import get_queue

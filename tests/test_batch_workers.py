@@ -136,7 +136,7 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes(factory, workers, app
     assert _approvals() == stopped.success
     # Resume from database state: reclaim leases as if they had expired, then new lanes.
     far_future = utcnow().replace(year=utcnow().year + 1)
-    recovery.reclaim_expired_leases(now=far_future)
+    recovery.reclaim_leases(now=far_future)
     db.session.execute(db.update(Batch).where(Batch.id == batch.id).values(progress_at=None,
                        created_at=utcnow().replace(year=2000)))
     db.session.commit()

@@ -352,7 +352,7 @@ def test_a_lost_worker_reads_in_each_readers_language(factory, users, app):
     batch = factory.batch(users["alice"], tasks)
     claim = runner.claim_next(batch.id)
     later = utcnow() + timedelta(seconds=app.config["BATCH_LEASE_SECONDS"] + 1)
-    assert recovery.reclaim_expired_leases(later) == 1
+    assert len(recovery.reclaim_leases(later)) == 1
     item = db.session.get(BatchItem, claim.item_id)
     assert (item.error_code, item.error_kind) == ("lease_expired", "unexpected")
     page = f"/batches/{batch.id}/items/{item.id}"
@@ -365,7 +365,7 @@ def test_a_lost_worker_reads_in_each_readers_language(factory, users, app):
 
 def test_a_field_named_in_a_message_takes_the_readers_label(users):
     from flask_babel import force_locale
-    from portal.batches.item_errors import field_labels
+    from portal.batches.item_errors import key_labels
     from portal.messages import data_of, field, message, render
     misplaced = ("Row %(row)s should be labelled \"%(expected)s\". Do not add, move or delete "
                  "rows above the tables.")
@@ -375,7 +375,7 @@ def test_a_field_named_in_a_message_takes_the_readers_label(users):
     assert data_of(made) == {"msgid": misplaced, "params": {"row": 3, "expected": {"field": "action"}}}
     node = node_by_key()
     with force_locale("zh_CN"):
-        chinese = render(data_of(made), field_labels(node))
+        chinese = render(data_of(made), key_labels(node))
     assert chinese == "第 3 行的标签应为“操作”。请勿在表格上方添加、移动或删除行。"
 
 

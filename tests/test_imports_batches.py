@@ -4,8 +4,8 @@ import io
 import openpyxl
 import pytest
 
+from support import counts_from_items
 from portal.batches import runner
-from portal.batches.counters import counts_from_items
 from portal.excel.templates import build_template
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Task

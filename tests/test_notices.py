@@ -9,7 +9,7 @@ import pytest
 from support import csrf_token, login
 from portal import events
 from portal.batches import control, recovery, runner
-from portal.batches.counters import finish_if_done, lock_batch
+from portal.batches.lifecycle import finish_if_done, lock_batch
 from portal.extensions import db
 from portal.models import Batch, BatchItem, Notice
 from portal.notices import records, receivers

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from support import GOOD_FORM, assert_counters_match_items
-from portal.batches import control, creation, dispatch, items, recovery, runner
+from portal.batches import control, creation, dispatch, lifecycle, recovery, runner
 from portal.extensions import db
 from portal.jobs import periodic
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, History, Task
@@ -154,10 +154,10 @@ def test_retry_of_chosen_items_leaves_the_others(factory):
 
 def test_backoff_is_exponential_with_jitter_and_capped():
     for retry_count in (1, 2, 3, 5):
-        samples = [items.backoff_seconds(retry_count) for _ in range(50)]
+        samples = [lifecycle.backoff_seconds(retry_count) for _ in range(50)]
         assert all(0.5 * 2 ** retry_count <= s <= 2 ** retry_count for s in samples)
         assert len(set(samples)) > 1  # jitter: retries of many items do not line up
-    assert max(items.backoff_seconds(30) for _ in range(50)) <= 300
+    assert max(lifecycle.backoff_seconds(30) for _ in range(50)) <= 300
 
 
 @pytest.mark.parametrize("cause", list(UNEXPECTED))
@@ -479,11 +479,11 @@ def test_a_recovery_working_from_a_stale_list_does_nothing_twice(factory, monkey
     now = clock.now()
     since = now - recovery.RECENT_FAILURES
     expired = recovery.expired_leases(now)
-    failures = recovery.batches_with_retryable_failures(since, app.config["BATCH_RETRY_LIMIT"])
+    failures = recovery.batches_with_recent_unexpected_failures(since, app.config["BATCH_RETRY_LIMIT"])
     stalled = recovery.stalled_batches(now)
     assert scenario["stalled"] in stalled and len(expired) == 2 and len(failures) == 1
     monkeypatch.setattr(recovery, "expired_leases", lambda now: expired)
-    monkeypatch.setattr(recovery, "batches_with_retryable_failures", lambda since, limit: failures)
+    monkeypatch.setattr(recovery, "batches_with_recent_unexpected_failures", lambda since, limit: failures)
     monkeypatch.setattr(recovery, "stalled_batches", lambda now=None: stalled)
 
     first, second = recovery.recover(now), recovery.recover(now)

@@ -17,8 +17,8 @@ from portal.batches.item_errors import english_labels
 from portal.batches.serialize import batch_to_dict, item_to_dict
 from portal.extensions import db
 from portal.models import Batch, BatchItem
-from portal.models.batches import BATCH_STATUSES, FAILED_ITEM_STATUSES, ITEM_STATUSES
-from portal.models.base import MAX_ID, is_db_id
+from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES, item_statuses_of
+from portal.models.base import is_db_id
 from portal.errors import NotFound
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
@@ -37,17 +37,6 @@ def _node(body):
     if not is_db_id(node_id):
         raise NotFound(_("Node not found."))
     return creation.get_node(node_id)
-
-
-def _explicit_task_ids(raw):
-    """The listed ids; any integer a task id column can hold is kept (unknown
-    ones become ignored items), anything else is a 422."""
-    if isinstance(raw, list) and any(isinstance(v, float) for v in raw):
-        raise invalid("task_ids", _("Task ids must be whole numbers."))
-    task_ids = creation.parse_task_ids(raw)
-    if any(abs(task_id) > MAX_ID for task_id in task_ids):
-        raise invalid("task_ids", _("Task ids must be whole numbers."))
-    return task_ids
 
 
 def _title_filter(body):
@@ -77,7 +66,7 @@ def _selection(body, user, node):
     if not all_pending:
         if "filter" in body:
             raise invalid("filter", _("A filter applies only with all_pending."))
-        return _explicit_task_ids(body.get("task_ids")), None
+        return creation.parse_task_ids(body.get("task_ids")), None
     # An empty result is for create_batch to report, with any fault of the form.
     return creation.all_pending_selection(user, node, _title_filter(body))
 
@@ -136,7 +125,7 @@ def _batch(batch_id):
 
 @bp.get("/batches")
 @operation("Batches", tag="Batches",
-           query=[Param("status", {"type": "string", "enum": list(schemas.BATCH_STATUSES)}),
+           query=[Param("status", {"type": "string", "enum": list(BATCH_STATUSES)}),
                   *LIST_PARAMS],
            replies={200: page_reply("The caller's batches (supervisors and admins: "
                                     "everyone's), oldest first.", "batches", "Batch")})
@@ -158,7 +147,7 @@ def show_batch(batch_id):
 
 @bp.get("/batches/<int:batch_id>/items")
 @operation("A batch's items", tag="Batches",
-           query=[Param("status", {"type": "string", "enum": list(schemas.ITEM_STATUSES)},
+           query=[Param("status", {"type": "string", "enum": list(ITEM_STATUSES)},
                         "failed includes import_failed."), *LIST_PARAMS],
            replies={200: page_reply("Oldest first.", "items", "BatchItem")}, errors=(400, 404))
 def list_items(batch_id):
@@ -166,10 +155,8 @@ def list_items(batch_id):
     batch = _batch(batch_id)
     query = db.select(BatchItem).where(BatchItem.batch_id == batch.id)
     status = _status_arg(ITEM_STATUSES)
-    if status == "failed":
-        query = query.where(BatchItem.status.in_(FAILED_ITEM_STATUSES))
-    elif status is not None:
-        query = query.where(BatchItem.status == status)
+    if status is not None:
+        query = query.where(BatchItem.status.in_(item_statuses_of(status)))
     items, next_cursor = paginate(query, BatchItem.id)
     labels = english_labels(batch.node) if any(i.field_errors for i in items) else None
     return {"items": [item_to_dict(i, labels) for i in items], "next_cursor": next_cursor}
@@ -210,7 +197,7 @@ def retry_batch(batch_id):
     """Supervisors and admins retry failed items (all, or ``item_ids``) under the limit."""
     user = api_user()
     batch = _batch(batch_id)
-    access.require_supervisor(user)
+    access.require_may_retry(user)
     item_ids = _item_ids()
     batch, retried, at_limit, needs_correction = control.retry(batch, user, item_ids)
     dispatch.start_after_commit(batch)

@@ -10,15 +10,14 @@ Answers list the keys the contract promises as ``required`` and allow more
 keys: an answer may grow without breaking scripts, a request may not.
 """
 from portal.batches.control import MAX_RETRY_IDS
+from portal.batches.creation import TASK_ID_TEXT
 from portal.models.base import MAX_ID
+from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES, MAX_CONCURRENCY
 
 MAX_COMMENT = 2000
 MAX_TITLE = 300
 ACTIONS = ("approve", "reject")
 IMPORT_MODES = ("single", "per_instance")
-BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")
-ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_failed",
-                 "cancelled")
 TASK_LIST_STATUSES = ("pending", "done")
 INSTANCE_STATUSES = ("running", "approved", "rejected", "cancelled")
 TASK_STATUSES = ("pending", "done", "recalled", "cancelled")
@@ -57,7 +56,7 @@ COMMENT = {"type": ["string", "null"], "maxLength": MAX_COMMENT}
 # schema, not anyOf: "pattern" applies to text only, the bounds to numbers
 # only, and a batch may list 50,000 ids.)
 TASK_ID = {"type": ["integer", "string"], "minimum": -MAX_ID, "maximum": MAX_ID,
-           "pattern": r"^\s*-?[0-9]{1,19}\s*$"}
+           "pattern": rf"^\s*{TASK_ID_TEXT.pattern}\s*$"}
 
 START_INSTANCE = {
     "type": "object", "additionalProperties": False, "required": ["process", "title"],
@@ -84,7 +83,7 @@ CREATE_BATCH = {
                    "properties": {"title_contains": {"type": ["string", "null"],
                                                      "maxLength": MAX_TITLE}}},
         "action": ACTION, "comment": COMMENT, "form": FORM,
-        "concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 50},
+        "concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_CONCURRENCY},
     },
 }
 
@@ -105,7 +104,7 @@ IMPORT_FORM = {
         "dry_run": {"type": "string", "enum": list(FLAG_VALUES),
                     "description": "1, true or yes: check the file and answer a preview; "
                                    "nothing is created."},
-        "concurrency": {"type": "integer", "minimum": 1, "maximum": 50},
+        "concurrency": {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY},
     },
 }
 

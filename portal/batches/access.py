@@ -36,8 +36,13 @@ def visible_batch_or_none(user, batch_id):
         return None
 
 
-def require_supervisor(user):
-    if not user.is_supervisor:
+def may_retry(user):
+    """Retrying failed items is for supervisors and admins (a creator may correct them)."""
+    return user.is_supervisor
+
+
+def require_may_retry(user):
+    if not may_retry(user):
         raise UserError(_("Only supervisors and admins may do this."))
 
 

@@ -5,19 +5,18 @@ from datetime import timedelta
 
 from sqlalchemy.orm import selectinload
 
-from portal.batches.items import retry_limit
+from portal.batches.lifecycle import retry_limit
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem
 from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES
+from portal.models.batches import FAILED_ITEM_STATUSES, OPEN_BATCH_STATUSES
 
 RECENT = timedelta(days=7)
 SHOWN = 20
 
 
 def _with_failures(since):
-    return db.select(Batch).where(Batch.status == "finished", Batch.failed > 0,
-                                  Batch.updated_at >= since)
+    return db.select(Batch).where(Batch.with_errors, Batch.updated_at >= since)
 
 
 def failures_count(now=None):
@@ -37,7 +36,7 @@ def overview(now=None):
                                      .order_by(Batch.updated_at.desc()).limit(SHOWN)
                                      ).scalars().all(),
         "active": db.session.execute(
-            db.select(Batch).where(Batch.status.in_(("pending", "running", "paused")))
+            db.select(Batch).where(Batch.status.in_(OPEN_BATCH_STATUSES))
             .options(*with_creator).order_by(Batch.id.desc()).limit(SHOWN)).scalars().all(),
         "at_limit": db.session.execute(
             db.select(BatchItem).where(BatchItem.status.in_(FAILED_ITEM_STATUSES),

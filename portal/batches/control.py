@@ -3,25 +3,24 @@
 The caller commits, then asks ``dispatch`` for lanes when work became runnable.
 """
 from flask_babel import gettext as _
-from sqlalchemy import update
 
-from portal.batches import items
 from portal import events
-from portal.batches.counters import add_event, finish_if_done, lock_batch, move
+from portal.batches import lifecycle
+from portal.batches.audit import add_event
 from portal.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
-from portal.models.batches import FAILED_ITEM_STATUSES
+from portal.models.batches import FAILED_ITEM_STATUSES, OPEN_BATCH_STATUSES
 from portal.errors import Conflict, ValidationFailed
 
 
 def _locked(batch):
-    return lock_batch(batch.id)
+    return lifecycle.lock_batch(batch.id)
 
 
 def pause(batch, user):
     batch = _locked(batch)
-    if batch.status not in ("pending", "running"):
+    if not batch.is_active:
         raise Conflict(_("Only a pending or running batch can be paused."))
     batch.status, batch.updated_at = "paused", utcnow()
     add_event(batch.id, user.id, "paused")
@@ -34,7 +33,7 @@ def resume(batch, user):
         raise Conflict(_("Only a paused batch can be resumed."))
     batch.status, batch.updated_at = "running", utcnow()
     batch.progress_at = utcnow()
-    finish_if_done(batch)
+    lifecycle.finish_if_done(batch)
     add_event(batch.id, user.id, "resumed")
     return batch
 
@@ -42,15 +41,10 @@ def resume(batch, user):
 def cancel(batch, user):
     """Pending items become cancelled and their tasks are unlocked; running ones finish."""
     batch = _locked(batch)
-    if batch.status not in ("pending", "running", "paused"):
+    if batch.status not in OPEN_BATCH_STATUSES:
         raise Conflict(_("This batch can no longer be cancelled."))
     now = utcnow()
-    items.release_tasks_of_pending(batch)
-    count = db.session.execute(
-        update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
-        .values(status="cancelled", error_kind="cancelled", finished_at=now)
-        .execution_options(synchronize_session=False)).rowcount
-    move(batch, "pending", "cancelled", count)
+    count = lifecycle.cancel_pending(batch, now)
     batch.status = "cancelled"
     batch.finished_at = now if batch.running == 0 else None
     add_event(batch.id, user.id, "cancelled", {"items": count})
@@ -60,7 +54,7 @@ def cancel(batch, user):
 
 def at_retry_limit(item):
     """A failed item that used up its retries: its task is back with people."""
-    return item.status in FAILED_ITEM_STATUSES and item.retry_count >= items.retry_limit()
+    return item.status in FAILED_ITEM_STATUSES and item.retry_count >= lifecycle.retry_limit()
 
 
 def batch_accepts_retries(batch):
@@ -80,11 +74,13 @@ def retryable(item, batch):
             and not at_retry_limit(item) and batch_accepts_retries(batch))
 
 
-def _retryable_failures(batch_id):
+def _failures_a_person_may_retry(batch_id):
+    """The batch's failed items (import failures included) that ``retryable`` lets a person
+    retry: not a failure of their own values, under the retry limit."""
     return db.select(BatchItem).where(
         BatchItem.batch_id == batch_id, BatchItem.status.in_(FAILED_ITEM_STATUSES),
         BatchItem.error_kind.is_distinct_from(DATA_ERROR),
-        BatchItem.retry_count < items.retry_limit())
+        BatchItem.retry_count < lifecycle.retry_limit())
 
 
 def retry_all_count(batch):
@@ -92,7 +88,7 @@ def retry_all_count(batch):
     if batch.failed == 0 or not batch_accepts_retries(batch):
         return 0
     return db.session.execute(db.select(db.func.count()).select_from(
-        _retryable_failures(batch.id).subquery())).scalar()
+        _failures_a_person_may_retry(batch.id).subquery())).scalar()
 
 
 # Retry takes the ids in one SQL IN list; for more, retrying every failed
@@ -118,18 +114,16 @@ def retry(batch, user, item_ids=None):
     if item_ids is not None:
         query = query.where(BatchItem.id.in_(item_ids))
     failed = db.session.execute(query.with_for_update()).scalars().all()
-    now, retried, at_limit, needs_correction = utcnow(), [], 0, 0
+    retried, at_limit, needs_correction = [], 0, 0
     for item in failed:
         if retryable(item, batch):
-            items.requeue(batch, item, now, retried_by=user)
             retried.append(item)
         elif item.error_kind == DATA_ERROR:
             needs_correction += 1
         else:
             at_limit += 1
-    items.hold_tasks(batch, [item.task_id for item in retried], only_free=True)
+    lifecycle.retry(batch, retried, utcnow(), retried_by=user)
     if retried:
-        items.reopen(batch, now)
         add_event(batch.id, user.id, "retried",
                   {"items": [i.id for i in retried][:1000], "count": len(retried)})
         events.items_retried.send(batch.id, count=len(retried), automatic=False)

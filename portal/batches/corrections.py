@@ -10,12 +10,12 @@ instance's history names the corrector as the one who decided, for the creator.
 """
 from flask_babel import gettext as _
 
-from portal.batches import items, own_values
+from portal.batches import lifecycle, own_values
+from portal.batches.audit import add_event
 from portal.batches.control import DATA_ERROR, batch_accepts_retries
-from portal.batches.counters import add_event, lock_batch
 from portal.errors import Conflict, NotFound
 from portal.extensions import db
-from portal.models import BatchItem, BatchItemAttempt
+from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES
 from portal.workflow.engine import validate_decision
@@ -44,7 +44,7 @@ def correct(batch, user, item_id, action, comment, form):
 
     ValidationFailed (nothing written) when the new values are still wrong;
     Conflict when the item is not a correctable failure any more."""
-    batch = lock_batch(batch.id)
+    batch = lifecycle.lock_batch(batch.id)
     item = db.session.execute(
         db.select(BatchItem).where(BatchItem.id == item_id, BatchItem.batch_id == batch.id)
         .with_for_update(key_share=True)).scalar_one_or_none()
@@ -53,17 +53,10 @@ def correct(batch, user, item_id, action, comment, form):
     if not correctable(item, batch):
         raise Conflict(_("This item is not waiting for a correction any more."))
     cleaned = validate_decision(batch.node, action, comment, form)
-    now = utcnow()
-    db.session.add(BatchItemAttempt(
-        item_id=item.id, batch_id=batch.id, worker=None, started_at=now, finished_at=now,
-        outcome="corrected", error=item.error, error_detail=item.error_detail,
-        retried_by_id=user.id, previous_decision=current_decision(item, batch)))
     # Who chose these values: the instance's history names them (on behalf of the creator).
-    item.decision = {"action": action, "comment": comment or None, "form": cleaned,
-                     "decided_by": user.id}
-    item.field_errors = None
-    items.requeue(batch, item, now, retried_by=user)
-    items.hold_tasks(batch, [item.task_id], only_free=True)
-    items.reopen(batch, now)
+    decision = {"action": action, "comment": comment or None, "form": cleaned,
+                "decided_by": user.id}
+    lifecycle.requeue_corrected(batch, item, decision, user, utcnow(),
+                                previous_decision=current_decision(item, batch))
     add_event(batch.id, user.id, "corrected", {"items": [item.id], "count": 1})
     return item

@@ -10,13 +10,14 @@ import re
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import exists, insert
+from sqlalchemy import exists
 
-from portal.batches import item_errors, items, own_values
-from portal.batches.counters import add_event, finish_if_done
+from portal.batches import item_errors, lifecycle, own_values
+from portal.batches.audit import add_event
 from portal.extensions import db
-from portal.models import Batch, BatchItem, Countersign, Instance, Node, Task
+from portal.models import Batch, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
+from portal.models.batches import MAX_CONCURRENCY
 from portal.workflow.engine import check_decision, validate_decision
 from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
 from portal.errors import NotFound, ValidationFailed
@@ -44,7 +45,7 @@ def check_batch_size(count):
 
 def parse_task_ids(raw):
     """Task ids from JSON or a form; ValidationFailed when they are not integers
-    or more than a batch may hold.
+    (ASCII digits in text, within the id columns' range) or more than a batch may hold.
 
     Any integer is accepted as a choice: one that names no task the user may
     open becomes an ignored item ("unavailable"), as the contract asks. The
@@ -151,9 +152,6 @@ def preview(user, node, task_ids, *, holders=False):
     return result
 
 
-MAX_CONCURRENCY = 50
-
-
 def _concurrency(value, errors):
     """The batch's concurrency (the default when not given); a problem goes
     into ``errors``."""
@@ -228,36 +226,25 @@ def create_batch(user, node, *, task_ids, action=None, comment=None, form=None, 
     batch.number = f"B{now:%Y%m%d}-{batch.id:06d}"
 
     rows = rows or {}
-    reasons = {}  # one Failure (and its English text) per reason, not one per item
-    rows_to_insert, eligible = [], []
-    counts = {"pending": 0, "ignored": 0, "failed": 0}
+    ignored = {}  # one Failure (and its English text) per reason, not one per item
+    entries = []
     for task_id, reason in classify(user, node, task_ids, lock=True):
         row = rows.get(task_id, {}) if reason != "duplicate" else {}
-        item = {"batch_id": batch.id, "task_id": task_id, "source_ref": row.get("source_ref"),
-                "decision": row.get("decision"), "retry_count": 0, "attempts": 0}
+        columns = {"task_id": task_id, "source_ref": row.get("source_ref"),
+                   "decision": row.get("decision")}
         if reason is not None:
-            if reason not in reasons:
-                failure = item_errors.ignored(reason)
-                reasons[reason] = _failure_columns(failure, failure.english(node))
-            item.update(status="ignored", finished_at=now, **reasons[reason])
-            counts["ignored"] += 1
+            if reason not in ignored:
+                ignored[reason] = item_errors.ignored(reason)
+            entries.append((columns, "ignored", ignored[reason]))
         elif row.get("field_errors") or row.get("error"):
-            item.update(status="import_failed", finished_at=now, **_import_failure(node, row))
-            counts["failed"] += 1
+            entries.append((columns, "import_failed", _import_failure(row)))
         else:
-            item.update(status="pending")
-            counts["pending"] += 1
-            eligible.append(task_id)
-        rows_to_insert.append(item)
-    if rows_to_insert:
-        db.session.execute(insert(BatchItem), rows_to_insert)
-    items.hold_tasks(batch, eligible)
-    batch.total = len(rows_to_insert)
-    batch.pending, batch.ignored, batch.failed = counts["pending"], counts["ignored"], counts["failed"]
+            entries.append((columns, "pending", None))
+    lifecycle.add_items(batch, node, entries, now)
     add_event(batch.id, user.id, "created", _created_detail(batch, node, cleaned_form))
     db.session.flush()
     if batch.pending == 0:  # nothing to run: every item was ignored or failed its import
-        finish_if_done(batch, now)
+        lifecycle.finish_if_done(batch, now)
     return batch
 
 
@@ -270,20 +257,9 @@ def _created_detail(batch, node, cleaned_form):
     return detail
 
 
-def _failure_columns(failure, english):
-    columns = {"error_kind": failure.kind, "error_code": failure.code, "error": english,
-               "error_detail": failure.detail}
-    if failure.field_errors is not None:
-        columns["field_errors"] = failure.field_errors
-    return columns
-
-
-def _import_failure(node, row):
-    """The error columns of a row that did not import: its field errors as messages, or
+def _import_failure(row):
+    """Why a row did not import (an ``item_errors.Failure``): its field errors as messages, or
     the text the row brings instead, kept as it is."""
     if row.get("field_errors"):
-        failure = item_errors.invalid(row["field_errors"])
-    else:
-        failure = item_errors.Failure(item_errors.VALIDATION, item_errors.VALIDATION,
-                                      str(row["error"]))
-    return _failure_columns(failure, failure.english(node))
+        return item_errors.invalid(row["field_errors"])
+    return item_errors.Failure(item_errors.VALIDATION, item_errors.VALIDATION, str(row["error"]))

@@ -90,7 +90,7 @@ SQLITE_LANES_PER_BATCH = 1
 
 def lanes_for(batch):
     """How many lanes a batch with runnable items should have."""
-    if batch.status not in ("pending", "running") or batch.pending <= 0:
+    if not batch.is_active or batch.pending <= 0:
         return 0
     lanes = min(batch.concurrency, batch.pending)
     if db.engine.dialect.name == "sqlite":

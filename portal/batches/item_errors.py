@@ -22,7 +22,6 @@ from portal import messages
 from portal.errors import CONFLICT_MESSAGES
 from portal.excel import layout
 from portal.extensions import db
-from portal.messages import N_
 from portal.models import Batch, Node
 
 API_LOCALE = "en"
@@ -88,9 +87,11 @@ def unexpected(detail, code=UNEXPECTED):
 
 # --- labels and rendering --------------------------------------------------------------------
 
-def field_labels(node):
-    """{field key: label} of a node's fields as its forms and templates show them, in the
-    current locale (the fixed slots' labels are the portal's own words)."""
+def key_labels(node):
+    """{key: label} of every key an item's error may name: the node's slots as its forms and
+    templates show them (task id, title, action, comment, then its fields), its table fields
+    and the sheet, in the current locale (the fixed slots' labels are the portal's own words).
+    (``portal.web.tasks.field_labels`` is another thing: a node's own fields, for a stored form.)"""
     labels = {slot.key: layout.strip_mark(slot.label) for slot in layout.node_slots(node)}
     labels.update({t["key"]: t.get("label", t["key"]) for t in layout.table_fields(node)})
     labels["sheet"] = _("Sheet")
@@ -102,7 +103,7 @@ def english(detail, node):
     if detail is None or isinstance(detail, str):
         return detail
     with force_locale(API_LOCALE):
-        return messages.render(detail, field_labels(node) if node is not None else None)
+        return messages.render(detail, key_labels(node) if node is not None else None)
 
 
 def text(record, labels):
@@ -131,7 +132,7 @@ def labelled_field_texts(field_errors, labels):
 
 def texts(items, node):
     """{item id: error text} of items of one node, for the current reader."""
-    labels = field_labels(node)
+    labels = key_labels(node)
     return {item.id: text(item, labels) for item in items}
 
 
@@ -142,7 +143,7 @@ def texts_across_batches(items):
         return {}
     rows = db.session.execute(db.select(Batch.id, Node).join(Node, Batch.node_id == Node.id)
                               .where(Batch.id.in_(batch_ids))).all()
-    labels = {batch_id: field_labels(node) for batch_id, node in rows}
+    labels = {batch_id: key_labels(node) for batch_id, node in rows}
     return {item.id: text(item, labels.get(item.batch_id)) for item in items}
 
 
@@ -157,4 +158,4 @@ def english_field_errors(field_errors, labels):
 def english_labels(node):
     """The node's labels as an English reader sees them (the API's)."""
     with force_locale(API_LOCALE):
-        return field_labels(node)
+        return key_labels(node)

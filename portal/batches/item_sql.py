@@ -1,18 +1,19 @@
-"""The statements of an item transaction, built once per process.
+"""The statements of an item transaction, built once per process; private to
+``portal.batches.lifecycle``, the only module that executes them.
 
 A lane runs the same handful of statements for every item. Building an ORM
 statement and passing it through the ORM's bulk-update machinery costs about
 six times as much as executing a prebuilt Core statement with new parameters,
 and for a batch that overhead is paid per item, on top of the approval itself.
-Each statement here names its parameters with ``bindparam``; the runner passes
+Each statement here names its parameters with ``bindparam``; lifecycle passes
 them as a dict.
 """
 from functools import cache
 
 from sqlalchemy import bindparam, case, insert, select, update
 
-from portal.batches.counters import COUNTER_OF
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task, User
+from portal.models.batches import COUNTER_OF
 
 _batch = Batch.__table__
 _item = BatchItem.__table__
@@ -37,13 +38,17 @@ UNLOCK_TASK = (
                         _task.c.lock_batch_id == bindparam("batch_id"))
     .values(lock_holder_id=None, lock_batch_id=None, lock_expires_at=None))
 
+# The failure columns RECORD_OUTCOME sets, each from the parameter named here (a
+# bindparam may not take the name of a column its statement sets).
+OUTCOME_PARAMS = {"error_kind": "kind", "error_code": "code", "error": "message",
+                  "error_detail": "detail", "field_errors": "errors"}
+
 # The outcome and, for an item that did not succeed, why (``item_errors.Failure``): its
 # English text, its code and message data; all None on success.
 RECORD_OUTCOME = (
     update(_item).where(_item.c.id == bindparam("item_id"))
-    .values(status=bindparam("outcome"), error_kind=bindparam("kind"),
-            error_code=bindparam("code"), error=bindparam("message"),
-            error_detail=bindparam("detail"), field_errors=bindparam("errors"),
+    .values(status=bindparam("outcome"),
+            **{column: bindparam(param) for column, param in OUTCOME_PARAMS.items()},
             finished_at=bindparam("now"), lease_token=None, lease_expires_at=None))
 
 INSERT_ATTEMPT = insert(BatchItemAttempt.__table__)

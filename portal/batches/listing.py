@@ -5,29 +5,28 @@ from sqlalchemy.orm import selectinload
 from portal.batches.access import visible_batches_query
 from portal.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, Task, User
-from portal.models.batches import BATCH_STATUSES, FAILED_ITEM_STATUSES, ITEM_STATUSES
+from portal.models.batches import (
+    BATCH_STATUSES, FAILED_ITEM_STATUSES, FINISHED_WITH_ERRORS, ITEM_STATUSES, item_statuses_of)
 from portal.paging import EMPTY, keyset_page
 
 PAGE_SIZE = 50
 EVENTS_SHOWN = 100
 
 # Item filter on the batch page -> the item statuses it shows.
-ITEM_FILTERS = {
-    "pending": ("pending",), "running": ("running",), "success": ("success",),
-    "failed": FAILED_ITEM_STATUSES, "ignored": ("ignored",), "cancelled": ("cancelled",),
-}
+ITEM_FILTERS = {name: item_statuses_of(name)
+                for name in ("pending", "running", "success", "failed", "ignored", "cancelled")}
 
 
 def batches_page(user, *, status=None, node_id=None, creator_id=None, after=None, before=None):
     """A page of the batches ``user`` may see, newest first.
 
-    ``status`` may also be "finished_with_errors"; ``creator_id`` narrows only
+    ``status`` may also be FINISHED_WITH_ERRORS; ``creator_id`` narrows only
     for supervisors and admins (others see their own batches anyway).
     """
     query = visible_batches_query(user).options(
         selectinload(Batch.node).selectinload(Node.process), selectinload(Batch.created_by))
-    if status == "finished_with_errors":
-        query = query.where(Batch.status == "finished", Batch.failed > 0)
+    if status == FINISHED_WITH_ERRORS:
+        query = query.where(Batch.with_errors)
     elif status in BATCH_STATUSES:
         query = query.where(Batch.status == status)
     if node_id:

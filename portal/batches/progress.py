@@ -8,8 +8,8 @@ from datetime import timedelta
 from portal.extensions import db
 from portal.models import BatchItemAttempt
 from portal.models.base import utcnow
+from portal.models.batches import FINISHED_WITH_ERRORS
 
-ACTIVE_STATUSES = ("pending", "running")
 COUNTER_NAMES = ("total", "pending", "running", "success", "failed", "ignored", "cancelled")
 
 
@@ -37,11 +37,7 @@ def progress_percent(batch):
 
 def status_key(batch):
     """The status people see: a finished batch with failures is its own status."""
-    return "finished_with_errors" if batch.with_errors else batch.status
-
-
-def is_active(batch):
-    return batch.status in ACTIVE_STATUSES
+    return FINISHED_WITH_ERRORS if batch.with_errors else batch.status
 
 
 # The rate an ETA goes by: items finished in this window. A batch's own
@@ -65,7 +61,7 @@ def recent_rate(batch_id, now):
 def batch_eta(batch, now=None):
     """Seconds left at the rate of the last two minutes; None while nothing
     finished in them (no rate to go by)."""
-    if not is_active(batch):
+    if not batch.is_active:
         return None
     now = now or utcnow()
     rate = recent_rate(batch.id, now)

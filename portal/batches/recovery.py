@@ -6,7 +6,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
 
 1. expired leases are reclaimed: the item's worker vanished, which is an
    unexpected failure, retried with backoff up to BATCH_RETRY_LIMIT
-   (``items.retry_lost_run``);
+   (``lifecycle.fail_lost``);
 2. items that failed for an unexpected cause in the last 24 hours and are
    still under the limit go back to pending. The runner itself only fails
    such an item at the limit, so this finds items after the limit was raised;
@@ -15,7 +15,7 @@ queued jobs and scheduled lanes. So the database decides what is left to do:
    BATCH_STALL_SECONDS (never started, lanes lost with Redis) are restarted;
 5. running instances that wait on nothing (no pending task, nothing else the
    engine waits on) are reported and repaired from their engine state
-   (``portal.workflow.repair``), or reported and left when that cannot be done.
+   (``portal.workflow.engine.repair``), or reported and left when that cannot be done.
 
 Every step re-checks its condition under a row lock and changes the row it
 checked, so running it twice, or in two schedulers at once, does the work
@@ -35,14 +35,15 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from portal import events
-from portal.batches.counters import add_event, finish_if_done, lock_batch
-from portal.batches import item_errors, items
+from portal.batches import item_errors, lifecycle
+from portal.batches.audit import add_event
 from portal.batches.runner import worker_name
 from portal.extensions import db
 from portal.messages import N_
-from portal.models import Batch, BatchItem, BatchItemAttempt
+from portal.models import Batch, BatchItem
 from portal.models.base import utcnow
-from portal.workflow import repair
+from portal.models.batches import ACTIVE_BATCH_STATUSES
+from portal.workflow.engine import repair
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,8 @@ def _reclaim_one(item_id, now):
         db.session.rollback()
         return None
     clock = utcnow()
-    failure = _lease_expired()
-    db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id, worker=_by_recovery(),
-                                    started_at=item.started_at or clock, finished_at=clock,
-                                    outcome="error", error=failure.english(None),
-                                    error_detail=failure.detail))
-    items.retry_lost_run(item, failure, clock)
+    lifecycle.fail_lost(item, _lease_expired(), clock, worker=_by_recovery(),
+                        started_at=item.started_at or clock)
     batch_id = item.batch_id
     db.session.commit()
     return batch_id
@@ -104,37 +101,31 @@ def reclaim_leases(now=None):
     return [batch_id for batch_id in batch_ids if batch_id is not None]
 
 
-def reclaim_expired_leases(now=None):
-    """Items whose worker vanished go back to pending (or fail at the limit); returns how many."""
-    return len(reclaim_leases(now))
-
-
 # --- 2. recent unexpected failures under the limit ----------------------------------------
 
-def _retryable_failures(batch_id, since, limit):
-    return (db.select(BatchItem).where(
-        BatchItem.batch_id == batch_id, BatchItem.status == "failed",
-        BatchItem.error_kind == "unexpected", BatchItem.retry_count < limit,
-        BatchItem.finished_at >= since).order_by(BatchItem.id))
+def _recent_unexpected_failure(since, limit):
+    """An item that failed for an unexpected cause since ``since``, under ``limit``: what
+    recovery retries by itself (a person's retry, ``control``, takes any failure but one of
+    the item's own values)."""
+    return (BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
+            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
 
 
 def _retry_failures_of(batch_id, since, limit):
     """Retry one batch's recent unexpected failures; returns how many went back to pending."""
-    batch = lock_batch(batch_id)
+    batch = lifecycle.lock_batch(batch_id)
     if batch is None or batch.status == "cancelled":
         db.session.rollback()
         return 0
-    failed = db.session.execute(_retryable_failures(batch_id, since, limit)
-                                .with_for_update(key_share=True)
-                                .execution_options(populate_existing=True)).scalars().all()
+    failed = db.session.execute(
+        db.select(BatchItem).where(BatchItem.batch_id == batch_id,
+                                   *_recent_unexpected_failure(since, limit))
+        .order_by(BatchItem.id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)).scalars().all()
     if not failed:
         db.session.rollback()
         return 0
-    clock = utcnow()
-    for item in failed:
-        items.requeue(batch, item, clock, backoff=True)
-    items.hold_tasks(batch, [item.task_id for item in failed], only_free=True)
-    items.reopen(batch, clock)
+    lifecycle.retry(batch, failed, utcnow(), backoff=True)
     add_event(batch.id, None, "retried", {"items": [item.id for item in failed][:1000],
                                           "count": len(failed), "automatic": True})
     db.session.commit()
@@ -142,12 +133,10 @@ def _retry_failures_of(batch_id, since, limit):
     return len(failed)
 
 
-def batches_with_retryable_failures(since, limit):
+def batches_with_recent_unexpected_failures(since, limit):
     """Ids of batches with unexpected failures since ``since`` under ``limit`` (read only)."""
     ids = db.session.execute(
-        db.select(BatchItem.batch_id).where(
-            BatchItem.status == "failed", BatchItem.error_kind == "unexpected",
-            BatchItem.retry_count < limit, BatchItem.finished_at >= since)
+        db.select(BatchItem.batch_id).where(*_recent_unexpected_failure(since, limit))
         .distinct().order_by(BatchItem.batch_id)).scalars().all()
     db.session.rollback()
     return ids
@@ -160,7 +149,7 @@ def retry_unexpected_failures(now=None):
     limit = current_app.config["BATCH_RETRY_LIMIT"]
     since = now - RECENT_FAILURES
     retried = {batch_id: _retry_failures_of(batch_id, since, limit)
-               for batch_id in batches_with_retryable_failures(since, limit)}
+               for batch_id in batches_with_recent_unexpected_failures(since, limit)}
     return {batch_id: count for batch_id, count in retried.items() if count}
 
 
@@ -169,13 +158,13 @@ def retry_unexpected_failures(now=None):
 def finish_drained_batches():
     """Close running batches whose last item ended in a transaction that could not close them."""
     ids = db.session.execute(
-        db.select(Batch.id).where(Batch.status.in_(("pending", "running")), Batch.pending == 0,
+        db.select(Batch.id).where(Batch.status.in_(ACTIVE_BATCH_STATUSES), Batch.pending == 0,
                                   Batch.running == 0)).scalars().all()
     db.session.rollback()
     closed = 0
     for batch_id in ids:
-        batch = lock_batch(batch_id)
-        closed += bool(batch is not None and finish_if_done(batch))
+        batch = lifecycle.lock_batch(batch_id)
+        closed += bool(batch is not None and lifecycle.finish_if_done(batch))
         db.session.commit()
     return closed
 
@@ -184,7 +173,7 @@ def finish_drained_batches():
 
 def _stalled(cutoff):
     last_seen = db.func.coalesce(Batch.progress_at, Batch.created_at)
-    return (Batch.status.in_(("pending", "running")), Batch.pending > 0, last_seen < cutoff)
+    return (Batch.status.in_(ACTIVE_BATCH_STATUSES), Batch.pending > 0, last_seen < cutoff)
 
 
 def _take_stalled(batch_id, cutoff):

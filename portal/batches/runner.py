@@ -9,39 +9,31 @@ reclaimed by recovery.
 
 Each item runs in ONE transaction: lock the item and check the lease is still
 ours, approve through the workflow service (which locks and re-checks the
-task), record the outcome, update the counters, and claim the next item. A
-second run of the same item finds the lease gone or the item ended and does
-nothing, so every item takes effect exactly once. So the runner commits
-(each claim, each item), unlike the services a view calls: its caller, the
-lane job, commits nothing of its own.
+task), record the outcome, update the counters, and claim the next item (the
+writes are ``lifecycle``'s: ``load_claimed``, ``finish``, ``claim``). A second
+run of the same item finds the lease gone or the item ended and does nothing,
+so every item takes effect exactly once. So the runner commits (each claim,
+each item), unlike the services a view calls: its caller, the lane job,
+commits nothing of its own.
 """
 import logging
 import os
 import socket
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
-from portal.batches import item_errors, item_sql, items
-from portal.batches.counters import finish_if_done, lock_batch
+from portal.batches import item_errors, lifecycle
 from portal.extensions import db
-from portal.models import Batch, BatchItem, BatchItemAttempt, Node, User
+from portal.models import Batch, BatchItem, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
 from portal.errors import Conflict, NotFound, UserError, ValidationFailed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Claim:
-    item_id: int
-    token: str
 
 
 @dataclass
@@ -61,12 +53,12 @@ def claim_next(batch_id):
     starting the batch if it was pending."""
     try:
         conn = db.session.connection()
-        counters = conn.execute(item_sql.OPEN_BATCH, {"batch_id": batch_id, "now": utcnow()}).one_or_none()
+        counters = lifecycle.open_batch(conn, batch_id, utcnow())
         # The claim's time is read once this transaction holds the batch row (PostgreSQL) or the
         # write lock (SQLite): a time read before waiting for them could precede another
         # worker's finish that the counters already reflect, and the lease would start early.
         now = utcnow()
-        claim = _claim_after(conn, batch_id, counters, now) if counters is not None else None
+        claim = lifecycle.claim(conn, batch_id, counters, now) if counters is not None else None
         db.session.commit()
         return claim
     except Exception:
@@ -124,52 +116,24 @@ def _apply(item, decision):
         return "failed", item_errors.user_error(exc.message)
 
 
-def _claim_after(conn, batch_id, counters, now):
-    """Claim the next due pending item while this transaction holds the batch
-    row, if the batch runs and the cap leaves a slot; the Claim or None."""
-    if counters.status != "running" or counters.running >= counters.concurrency:
-        return None
-    token = uuid.uuid4().hex
-    expires = now + timedelta(seconds=current_app.config["BATCH_LEASE_SECONDS"])
-    item_id = conn.execute(item_sql.CLAIM_NEXT, {"of_batch": batch_id, "now": now, "token": token,
-                                                 "expires": expires}).scalar()
-    if item_id is None:
-        return None
-    conn.execute(item_sql.COUNT_CLAIM, {"batch_id": batch_id, "now": now})
-    return Claim(item_id, token)
-
-
 def run_claimed_item(claim, *, claim_next_item=True, decision=None):
     """Run one claimed item in one transaction; returns the next claim or None."""
     started = time.monotonic()
     try:
         conn = db.session.connection()
-        item = conn.execute(item_sql.LOAD_CLAIMED,
-                            {"item_id": claim.item_id, "token": claim.token}).one_or_none()
+        item = lifecycle.load_claimed(conn, claim)
         if item is None:
             db.session.rollback()   # someone else holds or ended it: nothing to do
             return None
         decision = decision or BatchDecision.load(item.batch_id)
         status, failure = _apply(item, decision)
-        outcome = _outcome_values(failure, decision)
         now = utcnow()
-        if status != "success":
-            conn.execute(item_sql.UNLOCK_TASK, {"task_id": item.task_id, "batch_id": item.batch_id})
-        if status == "failed" and item.retry_count >= items.retry_limit():
-            events.item_at_retry_limit.send(item.batch_id, item_id=item.id, task_id=item.task_id)
-        conn.execute(item_sql.RECORD_OUTCOME, {"item_id": item.id, "outcome": status, **outcome,
-                                               "now": now})
-        conn.execute(item_sql.INSERT_ATTEMPT, {
-            "item_id": item.id, "batch_id": item.batch_id, "worker": worker_name(),
-            "started_at": item.started_at, "finished_at": now,
-            "duration_ms": int((time.monotonic() - started) * 1000), "outcome": status,
-            "error": outcome["message"], "error_detail": outcome["detail"],
-            "retried_by_id": None})
-        counters = conn.execute(item_sql.count_outcome(status),
-                                {"batch_id": item.batch_id, "now": now}).one()
-        next_claim = _claim_after(conn, item.batch_id, counters, now) if claim_next_item else None
+        counters = lifecycle.finish(conn, item, status, failure, now, node_id=decision.node_id,
+                                    worker=worker_name(), started=started)
+        next_claim = (lifecycle.claim(conn, item.batch_id, counters, now)
+                      if claim_next_item else None)
         if next_claim is None and counters.pending == 0 and counters.running == 0:
-            finish_if_done(lock_batch(item.batch_id), now)
+            lifecycle.finish_if_done(lifecycle.lock_batch(item.batch_id), now)
         db.session.commit()
         events.item_finished.send(item.batch_id, outcome=status, node_id=decision.node_id,
                                   seconds=time.monotonic() - started)
@@ -178,15 +142,6 @@ def run_claimed_item(claim, *, claim_next_item=True, decision=None):
         db.session.rollback()
         record_unexpected(claim, exc)
         return None
-
-
-def _outcome_values(failure, decision):
-    """RECORD_OUTCOME's parameters for an item's failure (all None on success)."""
-    if failure is None:
-        return {"kind": None, "code": None, "message": None, "detail": None, "errors": None}
-    node = db.session.get(Node, decision.node_id)
-    return {"kind": failure.kind, "code": failure.code, "message": failure.english(node),
-            "detail": failure.detail, "errors": failure.field_errors}
 
 
 def record_unexpected(claim, exc):
@@ -202,11 +157,7 @@ def record_unexpected(claim, exc):
         now = utcnow()
         # An exception's own words: technical, the same for every reader.
         failure = item_errors.unexpected(f"{type(exc).__name__}: {exc}"[:2000])
-        db.session.add(BatchItemAttempt(item_id=item.id, batch_id=item.batch_id,
-                                        worker=worker_name(), started_at=item.started_at,
-                                        finished_at=now, outcome="error", error=failure.detail,
-                                        error_detail=failure.detail))
-        items.retry_lost_run(item, failure, now)
+        lifecycle.fail_lost(item, failure, now, worker=worker_name(), started_at=item.started_at)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -262,7 +213,7 @@ def _remaining(batch_id):
     now = utcnow()
     batch = db.session.execute(db.select(Batch).where(Batch.id == batch_id)
                                .execution_options(populate_existing=True)).scalar_one_or_none()
-    if batch is None or batch.status not in ("pending", "running") or batch.pending == 0:
+    if batch is None or not batch.is_active or batch.pending == 0:
         ended = batch is not None and batch.status == "finished"
         db.session.rollback()
         return False, None, ended
@@ -278,7 +229,8 @@ def _remaining(batch_id):
 
 
 def run_inline(batch_id, max_lanes=100000):
-    """Run a batch to the end in this process (tests, CLI); returns items processed."""
+    """Run a batch to the end in this process, lane after lane; returns items processed.
+    (Workers run lanes from RQ; the tests drive batches with this.)"""
     total = 0
     for _ in range(max_lanes):
         result = run_lane(batch_id, slice_seconds=3600)

@@ -107,7 +107,7 @@ def task_values(source, row, locale, labels=None):
 def render(source, locale):
     """The workbook's bytes (no database access)."""
     with force_locale(layout.language(locale)):
-        labels = item_errors.field_labels(source.node)
+        labels = item_errors.key_labels(source.node)
     tasks = (task_values(source, row, locale, labels) for row in source.rows)
     return build_workbook(source.node, source.mode, tasks, locale=locale, kind="errors",
                           batch_id=source.batch_id)

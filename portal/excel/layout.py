@@ -19,7 +19,6 @@ DATA_START_ROW = 2            # single mode: row 1 holds the headers
 EXCEL_MAX_ROW = 1048576
 ERROR_HEADER = "Error"        # fixed by the contract, in every language
 REQUIRED_MARK = "*"
-FIXED_KEYS = ("task_id", "title", "action", "comment")
 MODES = ("single", "per_instance")
 
 # Dropdown words per language. Readers accept every word of every language

@@ -21,7 +21,6 @@ from portal.excel.meta import LISTS_SHEET, META_SHEET, check_meta, not_a_templat
 # another language (``portal.messages``); a field named in one is a ``field`` reference.
 from portal.messages import field, message as _
 
-SKIPPED_KEYS = ("task_id", "title")
 # How far a sheet may reach beyond what the portal wrote there: blank rows
 # between tasks and a few lines or columns of the user's own notes.
 ROW_SLACK = 1000

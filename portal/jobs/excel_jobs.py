@@ -2,7 +2,7 @@
 from flask import current_app
 
 from portal.batches import dispatch
-from portal.batches.counters import lock_batch
+from portal.batches.lifecycle import lock_batch
 from portal.excel.errors_workbook import load_error_source, render, store_error_file
 from portal.extensions import db
 from portal.models import Batch

@@ -2,23 +2,44 @@
 attempts of each item, an audit trail of batch actions and stored files.
 
 Counters on the batch row are changed only in the same transaction as the
-item status they count, so ``total = pending + running + success + failed +
-ignored + cancelled`` holds at every commit.
+item status they count (``portal.batches.lifecycle``), so ``total = pending +
+running + success + failed + ignored + cancelled`` holds at every commit.
+
+The statuses and the sets of them that rules go by are defined here, once; the
+API's enums and the pages' filters are made from them.
 """
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, and_
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import utcnow
 
 BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")
+# Items to run or running: lanes work on the batch, recovery watches it, it may be paused.
+ACTIVE_BATCH_STATUSES = ("pending", "running")
+# Not ended (finished and cancelled are the ends): it may be cancelled, and it finishes
+# when its last item ends.
+OPEN_BATCH_STATUSES = (*ACTIVE_BATCH_STATUSES, "paused")
+# The status people see of a finished batch with failed items (``Batch.with_errors``).
+FINISHED_WITH_ERRORS = "finished_with_errors"
 ITEM_STATUSES = ("pending", "running", "success", "ignored", "failed", "import_failed", "cancelled")
 # An item that failed to import counts as failed everywhere: counters, filters,
 # retries and the error workbook.
 FAILED_ITEM_STATUSES = ("failed", "import_failed")
+# Item status -> the batch counter that holds it.
+COUNTER_OF = {status: "failed" if status in FAILED_ITEM_STATUSES else status
+              for status in ITEM_STATUSES}
 MODES = ("form", "single", "per_instance")
+# The most items of one batch that run at once (pages, API, imports).
+MAX_CONCURRENCY = 50
+
+
+def item_statuses_of(status):
+    """The item statuses a filter on ``status`` shows: "failed" includes "import_failed"."""
+    return FAILED_ITEM_STATUSES if status == "failed" else (status,)
 
 
 class Batch(db.Model):
@@ -64,9 +85,19 @@ class Batch(db.Model):
     created_by = relationship("User")
     error_file = relationship("BatchFile", foreign_keys=[error_file_id], post_update=True)
 
-    @property
+    @hybrid_property
     def with_errors(self):
+        """Finished with failed items: a status of its own for people (FINISHED_WITH_ERRORS)."""
         return self.status == "finished" and self.failed > 0
+
+    @with_errors.inplace.expression
+    @classmethod
+    def _with_errors_expression(cls):
+        return and_(cls.status == "finished", cls.failed > 0)
+
+    @property
+    def is_active(self):
+        return self.status in ACTIVE_BATCH_STATUSES
 
     @property
     def shared_decision(self):

@@ -9,13 +9,14 @@ import logging
 
 from portal import events
 from portal.extensions import db
+from portal.models.batches import FINISHED_WITH_ERRORS
 from portal.notices import delivery, outbox, records
 
 log = logging.getLogger(__name__)
 
 
 def on_batch_finished(batch, **_extra):
-    kind = "finished_with_errors" if batch.failed > 0 else "finished"
+    kind = FINISHED_WITH_ERRORS if batch.with_errors else "finished"
     _record_safely(kind, batch.id, batch.created_by_id)
 
 

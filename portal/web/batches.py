@@ -18,11 +18,11 @@ from flask_login import current_user, login_required
 from portal.batches import access, control, corrections, creation, dispatch, item_errors, listing
 from portal.batches import attention as attention_service
 from portal.batches.destinations import END_LABELS, item_destinations
-from portal.batches.progress import (
-    batch_eta, is_active, items_by_status, progress_percent, status_key)
+from portal.batches.progress import batch_eta, items_by_status, progress_percent, status_key
 from portal.batches.serialize import batch_to_dict
 from portal.extensions import db
 from portal.models import Node
+from portal.models.batches import FINISHED_WITH_ERRORS, MAX_CONCURRENCY
 from portal.web.args import id_arg, id_list
 from portal.web.errors import back_with_message
 from portal.web.forms import build_node_form, node_form_values
@@ -33,7 +33,7 @@ bp = Blueprint("batches", __name__)
 BATCH_STATUS_LABELS = {
     "pending": _l("Pending"), "running": _l("Running"), "paused": _l("Paused"),
     "finished": _l("Finished"), "cancelled": _l("Cancelled"),
-    "finished_with_errors": _l("Finished with errors"),
+    FINISHED_WITH_ERRORS: _l("Finished with errors"),
 }
 ITEM_STATUS_LABELS = {
     "pending": _l("Pending"), "running": _l("Running"), "success": _l("Success"),
@@ -94,12 +94,6 @@ def _set_fields_note(keys, labels):
 
 def _cursor_args():
     return {"after": id_arg("after"), "before": id_arg("before")}
-
-
-# --- loading what the user may see ------------------------------------------------------
-
-def _may_retry():
-    return current_user.is_supervisor
 
 
 # --- creating a batch -------------------------------------------------------------------
@@ -188,7 +182,8 @@ def _render_new(selection, task_ids, errors=None, status=200):
         "batches/new.html", selection=selection, task_ids=task_ids, preview=preview,
         reason_labels=REASON_LABELS, errors=errors or {}, values=values,
         set_all=ticked_fields(values) if values else set(),
-        default_concurrency=current_app.config["BATCH_CONCURRENCY"]), status
+        default_concurrency=current_app.config["BATCH_CONCURRENCY"],
+        max_concurrency=MAX_CONCURRENCY), status
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])
@@ -254,7 +249,8 @@ def _page_context(batch):
     """What the batch and item pages share: labels, permissions and limits."""
     return {"batch": batch, "status_labels": BATCH_STATUS_LABELS,
             "item_labels": ITEM_STATUS_LABELS, "status_key": status_key(batch),
-            "may_retry": _may_retry(), "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
+            "may_retry": access.may_retry(current_user),
+            "retry_limit": current_app.config["BATCH_RETRY_LIMIT"],
             "retryable": control.retryable, "at_retry_limit": control.at_retry_limit,
             "correctable": corrections.correctable}
 
@@ -274,10 +270,10 @@ def show(batch_id):
         destinations=item_destinations(item.task_id for item in page.rows if item.status == "success"),
         end_labels=END_LABELS,
         events=listing.recent_events(batch), event_labels=EVENT_LABELS,
-        event_summary=partial(event_summary, labels=item_errors.field_labels(batch.node)),
+        event_summary=partial(event_summary, labels=item_errors.key_labels(batch.node)),
         by_status=items_by_status(batch),
         percent=progress_percent(batch), eta_text=eta_text(batch_eta(batch)),
-        active=is_active(batch),
+        active=batch.is_active,
         source_batch=access.visible_batch_or_none(current_user, batch.source_batch_id),
         corrections=listing.corrections_of(batch, current_user))
 
@@ -291,7 +287,7 @@ def progress(batch_id):
     body = batch_to_dict(batch)
     body.update(eta_seconds=eta, eta_text=eta_text(eta),
                 percent=progress_percent(batch), by_status=items_by_status(batch),
-                active=is_active(batch),
+                active=batch.is_active,
                 status_label=str(BATCH_STATUS_LABELS[status_key(batch)]))
     return jsonify(body)
 
@@ -310,7 +306,7 @@ def _visible_item(batch_id, item_id):
 def item(batch_id, item_id):
     batch, batch_item = _visible_item(batch_id, item_id)
     attempts = listing.item_attempts(batch_item)
-    labels = item_errors.field_labels(batch.node)   # errors read in the reader's language
+    labels = item_errors.key_labels(batch.node)   # errors read in the reader's language
     return render_template(
         "batches/item.html", **_page_context(batch), item=batch_item, attempts=attempts,
         error_text=item_errors.text(batch_item, labels),
@@ -325,7 +321,7 @@ def _render_correct(batch, item, node_form, action, comment, errors=None, status
     return render_template(
         "batches/correct.html", batch=batch, item=item, node=batch.node, node_form=node_form,
         action=action, comment=comment, errors=errors or {},
-        error_text=item_errors.text(item, item_errors.field_labels(batch.node)),
+        error_text=item_errors.text(item, item_errors.key_labels(batch.node)),
         title=access.item_titles([item]).get(item.task_id)), status
 
 
@@ -340,7 +336,7 @@ def correct(batch_id, item_id):
             return redirect(url_for("batches.item", batch_id=batch.id, item_id=item_id))
         decision = corrections.decision_to_correct(batch_item, batch)
         stored = item_errors.field_texts(batch_item.field_errors,
-                                         item_errors.field_labels(batch.node))
+                                         item_errors.key_labels(batch.node))
         return _render_correct(batch, batch_item, build_node_form(fields, data=decision.get(
             "form") or {}), decision.get("action"), decision.get("comment"), stored)
     node_form = build_node_form(fields, formdata=request.form)
@@ -395,8 +391,7 @@ def steer(batch_id, action):
 def retry(batch_id):
     """Retry every failed item, or the ``item_id`` ones: supervisors and admins only."""
     batch = access.visible_batch(current_user, batch_id)
-    if not _may_retry():
-        abort(403, description=_("Only supervisors and admins may do this."))
+    access.require_may_retry(current_user)
     item_ids = id_list(request.form.getlist("item_id")) or None
     back = request.form.get("next_page") == "item" and item_ids
     try:

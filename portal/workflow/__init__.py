@@ -15,12 +15,3 @@ importing only those listed before it (tests/test_import_graph.py holds the line
 - what the pages and the API read: ``listing`` (lists and pages) and ``diagrams`` (what a diagram marks).
 """
 
-
-def __getattr__(name):
-    # ``from portal.workflow import repair`` (portal/batches/recovery.py, rewritten by the batch lifecycle work)
-    # gives the engine's module itself, so it and its tests share one module object; remove this once that
-    # import reads ``from portal.workflow.engine import repair``.
-    if name == "repair":
-        from portal.workflow.engine import repair
-        return repair
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
