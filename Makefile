@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app app
 
-.PHONY: run test test-browser translations messages clean
+.PHONY: run test test-fast test-browser translations messages clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: $(VENV)/.deps translations
 # Browser tests drive Debian's chromium (apt-get install chromium); without it they skip.
 test: $(VENV)/.test-deps translations
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The quick subset while working: no real worker processes, no browser, no live-server fuzzing
+# (CI runs everything).
+test-fast: $(VENV)/.test-deps translations
+	$(PY) -m pytest -q -m "not slow and not browser and not fuzz" $(PYTEST_ARGS)
 
 test-browser: $(VENV)/.test-deps translations
 	$(PY) -m pytest -q -m browser $(PYTEST_ARGS)
