@@ -59,7 +59,7 @@ def _load():
 
 
 def _wait(predicate, timeout=1800):
-    from portal.extensions import db
+    from portal.infra.extensions import db
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -71,7 +71,7 @@ def _wait(predicate, timeout=1800):
 
 
 def floor(user, node, items, form=FORM):
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.workflow.engine import decide
     ids = bulk_tasks(node, items, "Floor")
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def floor(user, node, items, form=FORM):
 
 def batch_engine(user, node, items, redis, workers=2, form=FORM):
     from portal.batches import creation, dispatch
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Batch
     ids = bulk_tasks(node, items, "Batch")
     batch = creation.create_batch(user, node, task_ids=ids, action="approve", comment="bench",
@@ -103,9 +103,9 @@ def batch_engine(user, node, items, redis, workers=2, form=FORM):
 
 
 def naive(user, node, items, redis, form=FORM):
-    from portal.extensions import db
+    from portal.infra.extensions import db
+    from portal.infra.queueing import get_queue
     from portal.models import History
-    from portal.queueing import get_queue
     ids = bulk_tasks(node, items, "Naive")
     queue = get_queue()
     pool = WorkerPool(2)
@@ -130,7 +130,7 @@ def naive(user, node, items, redis, form=FORM):
 
 def creation_time(user, node, items=20000, form=FORM):
     from portal.batches import creation
-    from portal.extensions import db
+    from portal.infra.extensions import db
     ids = bulk_tasks(node, items, "Create")
     started = time.perf_counter()
     creation.create_batch(user, node, task_ids=ids, action="approve", form=form)
@@ -155,11 +155,11 @@ def main():
     args = parser.parse_args()
     app = bench_app(args.db)
     with app.app_context():
-        from portal.demo import EXPENSE
         from portal.accounts import create_user
-        from portal.extensions import db
+        from portal.demo import EXPENSE
+        from portal.infra.extensions import db
+        from portal.infra.queueing import get_redis
         from portal.models import Node
-        from portal.queueing import get_redis
         from portal.workflow.process_files import load_bpmn_definition, load_definition
         user = create_user("alice", "password-123")
         if args.process == "gateway":

@@ -46,9 +46,9 @@ def child(args):
     with app.app_context():
         from portal.accounts import create_user
         from portal.demo import EXPENSE
-        from portal.extensions import db
+        from portal.infra.extensions import db
+        from portal.infra.queueing import get_redis
         from portal.models import Node
-        from portal.queueing import get_redis
         try:
             from portal.workflow.process_files import load_definition
         except ImportError:  # a code base from before the workflow's packages (loading/, engine/, ...)

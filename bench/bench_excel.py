@@ -55,7 +55,7 @@ def add_tasks(node, user, count, title):
     """
     from sqlalchemy import insert
     from bench.setup import engine_position
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Instance, Task
     from portal.models.base import utcnow
     state, engine_task_id, _assignee, data = engine_position(node)
@@ -82,7 +82,7 @@ def prepare(workdir, rows, template_tasks):
         from portal.demo import EXPENSE
         from portal.excel.compose import build_workbook
         from portal.excel.writer import TaskValues
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.workflow.process_files import load_definition
         alice = create_user("alice", "password-123")
         tina = create_user("tina", "password-123")
@@ -141,7 +141,7 @@ def child(phase, workdir, node_id):
     app = make_app(workdir)
     with app.app_context():
         from portal.accounts import find_user
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Node
         node = db.session.get(Node, node_id)
         figures = {"phase": phase}

@@ -25,7 +25,7 @@ RUNS = 20
 def _build(user, node, items):
     from sqlalchemy import insert
     from portal.batches import creation
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Batch, BatchItem
     from portal.models.base import utcnow
     ids = bulk_tasks(node, 1000, "Other")
@@ -77,7 +77,7 @@ def main():
     with app.app_context():
         from portal.accounts import create_user, issue_token
         from portal.demo import EXPENSE
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Node
         from portal.workflow.process_files import load_definition
         user = create_user("alice", "password-123", "supervisor")

@@ -56,9 +56,9 @@ def main():
         from portal.accounts import create_user, issue_token
         from portal.batches import creation, dispatch
         from portal.demo import EXPENSE
-        from portal.extensions import db
+        from portal.infra.extensions import db
+        from portal.infra.queueing import get_redis
         from portal.models import Batch, Node
-        from portal.queueing import get_redis
         from portal.workflow.process_files import load_definition
         user = create_user("alice", "password-123")
         load_definition(EXPENSE)

@@ -203,7 +203,7 @@ def account_names(count):
 def seed(accounts, tasks_per_user):
     """The load process, the accounts and their tasks; returns ``BigBatches`` for the owner's batches."""
     from portal.accounts import create_user
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Node
     from portal.workflow.process_files import load_bpmn_definition
     owner = create_user(BATCH_OWNER, PASSWORD)
@@ -233,7 +233,7 @@ class BigBatches:
         self.node_id, self.owner_id = node_id, owner_id
 
     def _free_tasks(self, count):
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Task
         return list(db.session.execute(
             db.select(Task.id).where(Task.assignee_user_id == self.owner_id, Task.status == "pending",
@@ -242,7 +242,7 @@ class BigBatches:
     def start(self, items):
         """Create and start a batch of ``items`` tasks; returns its id."""
         from portal.batches import creation, dispatch
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Node, User
         node, owner = db.session.get(Node, self.node_id), db.session.get(User, self.owner_id)
         task_ids = self._free_tasks(items)
@@ -260,7 +260,7 @@ class BigBatches:
     def stop(self, batch_id, timeout=60):
         """Cancel the batch and wait for its running items to end; returns its failed items."""
         from portal.batches import control
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Batch, User
         from portal.models.batches import OPEN_BATCH_STATUSES
         batch = db.session.get(Batch, batch_id)
@@ -287,7 +287,7 @@ class BatchWatch:
 
     def sample(self):
         from sqlalchemy import text
-        from portal.extensions import db
+        from portal.infra.extensions import db
         with db.engine.connect() as conn:
             row = conn.execute(text("SELECT success, failed, pending, running FROM batch "
                                     "WHERE id = :id"), {"id": self.batch_id}).one()
@@ -484,7 +484,7 @@ def _raise_on_term():
 def _queue_state(redis):
     """What RQ holds, for a run that stalls: queued jobs and each worker's state."""
     from rq import Worker
-    from portal.queueing import get_queue
+    from portal.infra.queueing import get_queue
     workers = [f"{worker.name}: {worker.get_state()}" for worker in Worker.all(connection=redis)]
     return f"queued jobs: {get_queue().count}; workers: {', '.join(workers) or 'none'}"
 
@@ -594,8 +594,8 @@ def main():
               "workers": workers, "web_workers": args.web_workers, "steps": []}
     children = Children(workdir)
     with app.app_context():
-        from portal.extensions import db
-        from portal.queueing import get_redis
+        from portal.infra.extensions import db
+        from portal.infra.queueing import get_redis
         redis = get_redis()
         redis.flushdb()
         try:

@@ -1,5 +1,5 @@
 """The baseline a user would otherwise build: one plain RQ job per task."""
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import User
 from portal.workflow.engine import decide
 

@@ -110,7 +110,7 @@ def bulk_tasks(node, count, title="Bench", *, variables=None, values=None):
     ``variables`` are the start data, ``values`` the form values that approve the nodes before ``node``.
     """
     from sqlalchemy import insert
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Instance, Task, User
     from portal.models.base import utcnow
     state, engine_task_id, assignee, data = engine_position(node, variables, values)

@@ -18,14 +18,14 @@ def create_app(overrides=None):
     _configure_rate_limit_storage(app)
     _trust_proxy_headers(app)
 
-    from portal import logs
+    from portal.infra import logs
     logs.init_app(app)  # first: whatever logs while the app is built goes through it
 
-    from portal import extensions, queueing
+    from portal.infra import extensions, queueing
     extensions.init_app(app)
     queueing.install_session_hooks()  # jobs asked for in a transaction go to RQ once it commits
 
-    from portal import auth_loader, security
+    from portal.infra import auth_loader, security
     auth_loader.init_app(app)
     security.init_app(app)
 
@@ -36,7 +36,7 @@ def create_app(overrides=None):
     from portal.api import bp as api_bp
     app.register_blueprint(api_bp)
 
-    from portal import admin_rq, metrics
+    from portal.infra import admin_rq, metrics
     metrics.init_app(app)  # /metrics and the counters' receivers
     admin_rq.init_app(app)  # RQ's dashboard at /admin/rq
 

@@ -14,12 +14,12 @@ from flask import current_app
 from flask_babel import gettext as _
 from werkzeug.security import generate_password_hash
 
-from portal.extensions import db
+from portal.errors import NotFound, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import ApiToken, User, UserSession
 from portal.models import users as user_models
 from portal.models.base import is_db_id, utcnow
 from portal.models.users import ROLES, digest
-from portal.errors import NotFound, ValidationFailed
 
 MIN_PASSWORD_LENGTH = 8
 MAX_TOKEN_NAME = 80

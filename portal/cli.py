@@ -8,9 +8,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from portal import accounts
-from portal.extensions import db
-from portal.models.users import ROLES
 from portal.errors import WorkflowError
+from portal.infra.extensions import db
+from portal.models.users import ROLES
 
 process_cli = AppGroup("process", help="Process definitions.")
 user_cli = AppGroup("user", help="Users and API tokens.")
@@ -180,8 +180,8 @@ def _prepare_work_horses():
 def worker_command(burst, name, queue):
     """One RQ worker on the portal's queues, inside the app context."""
     from rq import Worker
+    from portal.infra.queueing import get_redis, worker_queues
     from portal.notices.texts import portal_url_warning
-    from portal.queueing import get_redis, worker_queues
     warning = portal_url_warning()
     if warning:  # the links of the e-mails this worker sends
         current_app.logger.warning(warning)
@@ -196,9 +196,9 @@ def worker_command(burst, name, queue):
 @click.option("--burst", is_flag=True, help="Enqueue what is due once, then stop.")
 def scheduler_command(burst):
     """rq-scheduler with the portal's periodic jobs registered."""
+    from portal.infra.queueing import get_queue, get_redis
     from portal.jobs.periodic import periodic_jobs
     from portal.jobs.scheduler import PortalScheduler
-    from portal.queueing import get_queue, get_redis
     config = current_app.config
     # Polls at least as often as the most frequent periodic job runs.
     intervals = [interval for _job_id, _job, interval in periodic_jobs(config)]

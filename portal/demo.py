@@ -9,10 +9,10 @@ while the demo users have none.
 import os
 
 from portal.accounts import create_user, find_user
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Task
-from portal.workflow.process_files import load_definition, load_process_file
 from portal.workflow.engine import start_instance
+from portal.workflow.process_files import load_definition, load_process_file
 
 DEMO_PASSWORD = "demo-pass-123"
 DEMO_USERS = [

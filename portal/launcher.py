@@ -17,7 +17,7 @@ import click
 from flask import current_app
 from flask_migrate import upgrade
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import User
 
 
@@ -45,8 +45,8 @@ def child_environment(app, port):
 
     The children serve and link to ``port``: without PORTAL_URL, e-mail links point to the
     address served here, and the children are given it so that each does not warn again."""
+    from portal.infra.queueing import redis_url_for
     from portal.notices.texts import portal_url_warning, served_url
-    from portal.queueing import redis_url_for
     env = dict(os.environ)
     env["REDIS_URL"] = redis_url_for(app)
     env["PORTAL_INSTANCE_PATH"] = app.instance_path
@@ -67,7 +67,7 @@ def run_all_command(port):
 
     upgrade()
     # Metric files of the previous run would keep adding to this run's counters.
-    from portal.metrics import clear_multiprocess_dir
+    from portal.infra.metrics import clear_multiprocess_dir
     clear_multiprocess_dir(current_app)
     if db.session.execute(db.select(db.func.count(User.id))).scalar() == 0:
         load_demo()

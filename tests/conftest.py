@@ -83,7 +83,7 @@ def _app():
     return app
 
 def _empty_tables(app):
-    from portal.extensions import db
+    from portal.infra.extensions import db
     with app.app_context():
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         with db.engine.begin() as conn:
@@ -99,8 +99,8 @@ def _empty_tables(app):
 def app(_app):
     """The application with an app context pushed, on empty tables and Redis."""
     from flask import g, request_started
-    from portal.extensions import db, limiter
-    from portal.queueing import get_redis
+    from portal.infra.extensions import db, limiter
+    from portal.infra.queueing import get_redis
 
     def _fresh_g(sender, **extra):
         # Test-client requests reuse the app context pushed here; a real

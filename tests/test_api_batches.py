@@ -7,9 +7,9 @@ import pytest
 
 from support import GOOD_FORM, counts_from_items
 from portal.batches import creation, dispatch, runner
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import get_queue
 from portal.models import Batch, BatchItem, History, Task
-from portal.queueing import get_queue
 
 
 @pytest.fixture

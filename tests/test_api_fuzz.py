@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 
 from support import GOOD_FORM
 from portal.batches import runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.workflow import engine
 

@@ -6,7 +6,7 @@ from jsonschema import Draft202012Validator
 
 from support import GOOD_FORM
 from portal.batches import runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.workflow import engine
 

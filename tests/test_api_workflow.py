@@ -2,7 +2,7 @@
 import pytest
 
 from support import GOOD_FORM, Api
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import History, Instance, Task
 from portal.workflow import engine
 

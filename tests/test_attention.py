@@ -1,7 +1,7 @@
 """The supervisor home: what needs a person, and where a supervisor's login lands."""
 from support import csrf_token, login
 from portal.batches import runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 
 

@@ -1,5 +1,5 @@
 """One way to run work in the background, checked on the source: every job is a declared function
-under portal/jobs/, handed to RQ only by ``portal.queueing.enqueue`` (never by a dotted path, never
+under portal/jobs/, handed to RQ only by ``portal.infra.queueing.enqueue`` (never by a dotted path, never
 by a direct ``Queue.enqueue``), services never import jobs, and views ask for jobs only through the
 after-commit outbox. Then the outbox itself: a job asked for in a transaction is enqueued after its
 commit, never after a rollback, and a Redis that is down fails nothing."""
@@ -9,14 +9,14 @@ import pathlib
 
 import pytest
 
+from portal.infra import queueing
+from portal.infra.extensions import db
+from portal.infra.queueing import declared, declared_jobs, job_path
 import portal.jobs  # noqa: F401 - declares every job
-from portal import queueing
-from portal.extensions import db
 from portal.jobs.periodic import PERIODIC_JOBS, PERIODIC_PREFIX
-from portal.queueing import declared, declared_jobs, job_path
 
 PORTAL = pathlib.Path(portal.jobs.__file__).parents[1]
-HELPER = PORTAL / "queueing.py"
+HELPER = PORTAL / "infra" / "queueing.py"
 # What hands a job to RQ; only the helper calls RQ's own.
 RQ_ENQUEUES = {"enqueue", "enqueue_at", "enqueue_in", "enqueue_call", "enqueue_many", "enqueue_job"}
 HELPERS = {"enqueue", "enqueue_after_commit"}
@@ -65,9 +65,9 @@ def test_no_job_is_named_by_a_dotted_path():
 
 
 def _helper_names(tree):
-    """The names this module calls the helpers by (``from portal.queueing import enqueue``)."""
+    """The names this module calls the helpers by (``from portal.infra.queueing import enqueue``)."""
     return {alias.asname or alias.name for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "portal.queueing"
+            if isinstance(node, ast.ImportFrom) and node.module == "portal.infra.queueing"
             for alias in node.names if alias.name in HELPERS}
 
 

@@ -3,10 +3,10 @@ import pytest
 
 from support import GOOD_FORM, assert_counters_match_items
 from portal.batches import control, creation, dispatch, runner
-from portal.extensions import db
+from portal.errors import ValidationFailed
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, History, Task
 from portal.workflow import engine
-from portal.errors import ValidationFailed
 
 
 def _node(task):

@@ -16,7 +16,7 @@ import pytest
 from support import csrf_token, login
 from portal.batches import creation, runner
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, BatchEvent, BatchItem, Task
 from portal.workflow import engine

@@ -7,7 +7,7 @@ from sqlalchemy import func
 
 from support import GOOD_FORM, assert_counters_match_items, snapshot, wait_for
 from portal.batches import dispatch, recovery
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItemAttempt, History, User
 from portal.models.base import utcnow
 from portal.workflow import engine

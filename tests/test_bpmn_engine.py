@@ -9,7 +9,7 @@ from bpmn_support import end, flow, gateway, multi_instance, number_field, proce
 from support import ROOT, assert_counters_match_items
 from portal.batches import creation, runner
 from portal.errors import NotFound, UserError
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Task
 from portal.workflow import engine
 from portal.workflow.process_files import load_process_file

@@ -1,7 +1,7 @@
 """The Flask CLI of CONTRACT section 3: demo, process load, user create/token/disable/enable."""
 import json
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import ApiToken, ProcessDefinition, Task, User
 from support import EXPENSE
 

@@ -8,7 +8,7 @@ from support import csrf_token, login
 from excel_support import node_by_key, single_file, upload
 from portal.batches import control, runner
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task
 
 

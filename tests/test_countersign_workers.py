@@ -15,11 +15,11 @@ import pytest
 from bpmn_support import countersign_review
 from support import assert_counters_match_items, snapshot, wait_for
 from portal.batches import dispatch
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, Instance, Task
 from portal.workflow.engine import repair
-from portal.workflow.process_files import load_process_file
 from portal.workflow.engine import start_instance
+from portal.workflow.process_files import load_process_file
 
 SIGNERS = ["alice", "bob"]
 

@@ -9,11 +9,11 @@ from flask import current_app
 from lxml import etree
 from sqlalchemy import event
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Node, ProcessDefinition, Task
 from portal.web.diagrams import instance_diagram, process_diagram
-from portal.workflow.process_files import load_bpmn_definition, load_definition
 from portal.workflow.engine import decide
+from portal.workflow.process_files import load_bpmn_definition, load_definition
 from support import EXPENSE, GOOD_FORM, login
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"

@@ -14,7 +14,7 @@ from support import GOOD_FORM, csrf_token, login
 from excel_support import node_by_key, single_file, upload
 from portal.batches import control, creation, recovery, runner
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem, BatchItemAttempt
 from portal.models.base import utcnow
 from portal.workflow import engine

@@ -4,7 +4,7 @@ from contextlib import contextmanager
 from support import GOOD_FORM
 from portal import events
 from portal.batches import control, runner
-from portal.extensions import db
+from portal.infra.extensions import db
 
 
 @contextmanager

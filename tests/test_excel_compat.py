@@ -9,7 +9,7 @@ import pytest
 
 from portal.batches import imports, runner
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node, Task
 
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'

@@ -14,7 +14,7 @@ from portal.excel.compose import build_workbook
 from portal.excel.meta import META_SHEET
 from portal.excel.templates import build_template
 from portal.excel.writer import ERROR_FILL, TaskValues
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, BatchFile, BatchItem, Task
 from portal.workflow import engine

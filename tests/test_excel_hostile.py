@@ -27,7 +27,7 @@ from excel_support import edit_sheet, import_env, rezip, sheet_part, single_file
 from portal.excel import UnusableFile, extents, reader, safety, sandbox
 from portal.excel.meta import META_SHEET
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem
 from portal.models.uploads import PendingUpload
 

@@ -8,7 +8,7 @@ import pytest
 
 from support import EXPENSE
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Node, ProcessDefinition
 from portal.models.uploads import PendingUpload
 

@@ -10,7 +10,7 @@ from support import GOOD_FORM
 from portal.excel import layout
 from portal.excel.meta import LISTS_SHEET, META_SHEET
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node
 
 from portal.workflow import engine, visibility

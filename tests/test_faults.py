@@ -28,11 +28,11 @@ from faults_support import (ROUTED_FORM, DatabaseHold, RedisServer, Schedulers, 
                             set_next_attempt, terminate_backends, tree_pids, wait_until_quiet)
 from support import wait_for
 from portal.batches import dispatch
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import get_queue, get_redis
 from portal.jobs.periodic import PERIODIC_JOBS, RECOVER_JOB_ID
 from portal.models import BatchItemAttempt
 from portal.models.base import utcnow
-from portal.queueing import get_queue, get_redis
 
 pytestmark = pytest.mark.slow
 

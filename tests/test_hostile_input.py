@@ -11,7 +11,7 @@ from excel_support import node_by_key, single_file, upload
 from portal.batches import creation, runner
 from portal.excel import cells
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Task
 from portal.workflow import engine
 from portal.workflow.forms import validate_form

@@ -1,4 +1,5 @@
-"""The import graph of portal/: no module imports itself through others, and the workflow's parts point one way.
+"""The import graph of portal/: no module imports itself through others, the workflow's parts point one way,
+and infrastructure (portal/infra/) imports no feature.
 
 The graph is read from the source with ``ast``; nothing is imported. Every ``import`` and ``from ... import`` of
 a portal module is an edge, at module level or inside a function, except under ``if TYPE_CHECKING:``.
@@ -39,6 +40,21 @@ LAYERS = [
     (f"{WORKFLOW}.fields", [f"{WORKFLOW}.loading", f"{WORKFLOW}.engine", f"{WORKFLOW}.json_definitions"]),
 ]
 
+# Infrastructure (portal/infra/) stands below every feature: it imports none of these, directly or through
+# other modules.
+INFRA = "portal.infra"
+FEATURES = ["portal.accounts", "portal.api", "portal.batches", "portal.excel", "portal.jobs", "portal.notices",
+            "portal.web", "portal.workflow"]
+# The imports from infra into a feature that exist today; the test ignores these edges and fails when one is gone.
+KNOWN_INFRA_EXCEPTIONS = {
+    # The scheduler's heartbeat gauge reads the key the scheduler writes; moving ``last_beat`` and ``BEAT_KEY``
+    # into portal.infra.queueing would end it.
+    ("portal.infra.metrics", "portal.jobs.scheduler"),
+    # The user loader asks accounts for the login session and the API token; it belongs with accounts.
+    ("portal.infra.auth_loader", "portal.accounts"),
+    # Workbook responses and the upload limit's error; the module belongs with the imports feature.
+    ("portal.infra.http_files", "portal.excel"),
+}
 
 # --- the graph ----------------------------------------------------------------------------------------------
 
@@ -232,6 +248,24 @@ def test_the_workflow_loader_never_reaches_the_engine_and_each_part_points_one_w
     problems = [f"{' -> '.join(chain)} ({':'.join(map(str, graph[edge[0]][edge[1]]))})"
                 for edge, chain in sorted(crossings.items())]
     assert not problems, "imports against the workflow's layers:\n  " + "\n  ".join(problems)
+
+
+def test_infrastructure_imports_no_feature(portal_graph):
+    graph = {name: dict(edges) for name, edges in portal_graph.items()}
+    members = [name for name in graph if _within(name, INFRA)]
+    assert f"{INFRA}.queueing" in members and f"{INFRA}.extensions" in members, "the graph reads portal/infra/"
+    gone = sorted(edge for edge in KNOWN_INFRA_EXCEPTIONS if edge[1] not in graph.get(edge[0], {}))
+    assert not gone, f"no longer imported, remove from KNOWN_INFRA_EXCEPTIONS: {gone}"
+    for source, target in KNOWN_INFRA_EXCEPTIONS:
+        graph[source].pop(target)
+    problems = []
+    for name in members:
+        for reached, chain in sorted(reach(graph, name).items()):
+            if any(_within(reached, feature) for feature in FEATURES) and not any(
+                    _within(step, feature) for step in chain[:-1] for feature in FEATURES):
+                path, line = graph[chain[-2]][reached]
+                problems.append(f"{' -> '.join(chain)} ({path}:{line})")
+    assert not problems, "infrastructure reaching a feature:\n  " + "\n  ".join(problems)
 
 
 # --- the reading itself, on a package made for the test -----------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from support import counts_from_items
 from portal.batches import runner
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Task
 from portal.models.uploads import PendingUpload
 from excel_support import import_env, save, single_file, upload

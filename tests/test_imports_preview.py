@@ -6,7 +6,7 @@ import pytest
 
 from support import GOOD_FORM
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Task
 from portal.workflow import engine
 from excel_support import import_env, save, single_file

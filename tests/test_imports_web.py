@@ -8,7 +8,7 @@ import pytest
 from support import csrf_token, login
 from portal.excel.meta import META_SHEET
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, Task
 from portal.models.uploads import PendingUpload

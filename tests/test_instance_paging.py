@@ -8,7 +8,7 @@ import pytest
 
 from bpmn_support import end, flow, multi_instance, process_xml, user_task
 from support import login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import History, Instance
 from portal.models.base import utcnow
 from portal.workflow import engine

@@ -2,8 +2,8 @@
 import pytest
 
 from portal.batches import dispatch
+from portal.infra.queueing import enqueue, get_queue
 from portal.jobs import batch_jobs, excel_jobs
-from portal.queueing import enqueue, get_queue
 
 
 @pytest.fixture

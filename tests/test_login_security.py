@@ -9,7 +9,7 @@ import pytest
 from flask import Flask, request
 
 from support import csrf_token, login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Task, User
 from portal.models.base import utcnow
 from portal.workflow import engine

@@ -8,9 +8,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import assert_counters_match_items, wait_for
-from portal import events, metrics
+from portal import events
 from portal.batches import control, dispatch, recovery, runner
-from portal.extensions import db
+from portal.infra import metrics
+from portal.infra.extensions import db
 from portal.models import Batch
 
 

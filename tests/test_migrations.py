@@ -35,7 +35,7 @@ def scratch_app(tmp_path):
     app = create_app({"TESTING": True, "RATELIMIT_STORAGE_URI": "memory://",
                       "SQLALCHEMY_DATABASE_URI": url.render_as_string(hide_password=False)})
     yield app
-    from portal.extensions import db
+    from portal.infra.extensions import db
     with app.app_context():
         db.engine.dispose()
     if dropped:
@@ -68,7 +68,7 @@ def _json(value):
 
 
 def test_batch_columns_keep_their_values_across_the_rename(scratch_app):
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Batch, BatchItem
     with scratch_app.app_context():
         upgrade(directory=MIGRATIONS, revision=BEFORE_RENAME)
@@ -110,7 +110,7 @@ TWO_NODES = {"key": "expense", "name": "Expense claim", "nodes": [
 def test_running_instances_move_onto_the_engine_and_finish_with_the_new_code(scratch_app):
     """Rows as the release before the engine wrote them (a JSON definition, its nodes in order, one
     pending task per running instance) are upgraded, then finished by the engine."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Instance, Task, User
     from portal.workflow import engine
     with scratch_app.app_context():

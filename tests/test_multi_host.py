@@ -28,10 +28,10 @@ from multi_host_support import (Hosts, attempts_by_host, cleanup_leftovers, coun
 from support import GOOD_FORM, assert_counters_match_items
 from bench.setup import bulk_tasks
 from portal.batches import creation, dispatch
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import get_redis
 from portal.models import Node
 from portal.models.base import utcnow
-from portal.queueing import get_redis
 
 pytestmark = [
     pytest.mark.slow,

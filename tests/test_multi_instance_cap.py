@@ -5,7 +5,7 @@ import pytest
 from bpmn_support import end, flow, multi_instance, process_xml, user_task
 from support import login, csrf_token
 from portal.batches import creation, runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem, History, Instance, Task
 from portal.workflow import engine
 from portal.workflow.process_files import load_process_file

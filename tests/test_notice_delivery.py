@@ -24,14 +24,14 @@ from support import csrf_token, login, wait_for
 from portal import accounts, events
 from portal.batches import dispatch, runner
 from portal.errors import ValidationFailed
-from portal.extensions import db
+from portal.infra import queueing
+from portal.infra.extensions import db
+from portal.infra.queueing import get_delivery_queue, get_queue, get_redis, worker_queues
+from portal.jobs import notice_jobs as jobs
 from portal.models import Batch, NoticeDelivery, NoticeDeliveryAttempt
 from portal.models.base import utcnow
-from portal import queueing
-from portal.jobs import notice_jobs as jobs
 from portal.notices import delivery, outbox, preferences
 from portal.notices.attempt import Outcome
-from portal.queueing import get_delivery_queue, get_queue, get_redis, worker_queues
 
 
 # --- local servers -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from support import csrf_token, login
 from portal import events
 from portal.batches import control, recovery, runner
 from portal.batches.lifecycle import finish_if_done, lock_batch
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Notice
 from portal.notices import records, receivers
 

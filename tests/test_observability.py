@@ -9,8 +9,9 @@ import pytest
 from flask import g
 
 from support import csrf_token, login
-from portal import create_app, logs
-from portal.queueing import get_queue
+from portal import create_app
+from portal.infra import logs
+from portal.infra.queueing import get_queue
 
 DASHBOARD = "/admin/rq/"
 

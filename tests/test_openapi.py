@@ -12,9 +12,9 @@ from portal.api import schemas
 from portal.api.operations import Validator, _scalar_check, check_described, operation_of
 from portal.api.validation import MAX_DEPTH
 from portal.excel.templates import build_template
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.security import CSP
 from portal.models import Batch, BatchItem, History, Instance
-from portal.security import CSP
 
 # Every operation of CONTRACT section 4 that the API serves.
 CONTRACT_OPERATIONS = {

@@ -1,10 +1,10 @@
 """What engine steps keep of a process version (portal.workflow.engine.versions): read once, never another's."""
 import pytest
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node, ProcessDefinition
-from portal.workflow.process_files import load_definition
 from portal.workflow.engine.versions import version_key, version_shape
+from portal.workflow.process_files import load_definition
 
 
 def _definition(key, node_keys):

@@ -18,12 +18,12 @@ import pytest
 from bpmn_support import end, flow, gateway, process_xml, user_task
 from support import GOOD_FORM
 from portal.batches import runner
-from portal.extensions import db
+from portal.errors import Conflict
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, History, Instance, Task, User
 from portal.workflow import engine
 from portal.workflow.engine import runtime
 from portal.workflow.process_files import load_process_file
-from portal.errors import Conflict
 
 ROUNDS = 20
 

@@ -18,11 +18,11 @@ from sqlalchemy.exc import OperationalError
 
 from support import GOOD_FORM, assert_counters_match_items
 from portal.batches import control, creation, dispatch, lifecycle, recovery, runner
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import get_queue
 from portal.jobs import periodic
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, History, Task
 from portal.models.base import utcnow
-from portal.queueing import get_queue
 from portal.workflow import engine
 
 

@@ -6,10 +6,10 @@ import time
 import redis
 from rq_scheduler import Scheduler
 
+from portal.infra.queueing import get_queue, get_redis
 from portal.jobs import scheduler as scheduler_module
 from portal.jobs.periodic import RECOVER_JOB_ID, SWEEP_JOB_ID, periodic_jobs
 from portal.jobs.scheduler import PortalScheduler, last_beat
-from portal.queueing import get_queue, get_redis
 
 
 def _scheduler(app, **config):

@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import exc, text
 
-from portal import extensions
-from portal.extensions import db
+from portal.infra import extensions
+from portal.infra.extensions import db
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bpmn_support import countersign_review
 from portal.batches import recovery
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.jobs import periodic
 from portal.models import Instance, Task
 from portal.workflow import engine

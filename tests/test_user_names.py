@@ -5,7 +5,7 @@ import pytest
 from support import Factory, csrf_token, login
 from portal import accounts
 from portal.errors import ValidationFailed
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import User
 
 LOOKALIKES = ["Alice", "ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", " alice ", "alice"]

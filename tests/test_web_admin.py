@@ -7,7 +7,7 @@ import time
 import pytest
 
 from support import EXPENSE, csrf_token, login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import History, Instance, ProcessDefinition, User
 
 def _user(name):
@@ -188,8 +188,8 @@ def test_suspend_and_resume_an_instance(client, factory):
 
 
 def test_health_page_shows_queue_workers_and_scheduler_beat(client, factory):
+    from portal.infra.queueing import get_queue, get_redis
     from portal.jobs.scheduler import BEAT_KEY
-    from portal.queueing import get_queue, get_redis
     factory.standard()
     login(client, "admin")
     page = client.get("/admin/health").get_data(as_text=True)
@@ -209,7 +209,7 @@ def test_health_page_shows_queue_workers_and_scheduler_beat(client, factory):
 def test_health_page_lists_a_running_worker(client, factory, workers):
     from support import wait_for
     from rq import Worker
-    from portal.queueing import get_redis
+    from portal.infra.queueing import get_redis
     factory.standard()
     login(client, "admin")
     workers.start(1)

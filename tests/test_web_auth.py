@@ -43,7 +43,7 @@ def test_login_redirects_to_local_next_only(client, factory):
 def test_disabled_user_cannot_log_in(client, factory):
     users = factory.standard()
     from portal.accounts import set_disabled
-    from portal.extensions import db
+    from portal.infra.extensions import db
     set_disabled(users["carol"], True)
     db.session.commit()
     response = login(client, "carol")
@@ -59,7 +59,7 @@ def test_disabling_a_logged_in_user_ends_their_session(client, factory):
     login(client, "carol")
     assert client.get("/").status_code == 200
     from portal.accounts import set_disabled
-    from portal.extensions import db
+    from portal.infra.extensions import db
     set_disabled(users["carol"], True)
     db.session.commit()
     assert client.get("/").status_code == 302
@@ -120,7 +120,7 @@ def test_language_survives_login_and_is_remembered_for_the_user(client, factory)
     login(client, "alice")
     assert "我的待办" in client.get("/").get_data(as_text=True)
     _switch_language(client, "en", page="/")
-    from portal.extensions import db
+    from portal.infra.extensions import db
     db.session.refresh(users["alice"])
     assert users["alice"].locale == "en"
 

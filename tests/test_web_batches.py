@@ -6,10 +6,10 @@ from sqlalchemy import event
 
 from support import GOOD_FORM, csrf_token, login
 from portal.batches import creation, dispatch, runner
-from portal.extensions import db
-from portal.models import Batch, BatchEvent, BatchFile, BatchItem, BatchItemAttempt, Task, User
-from portal.queueing import get_queue
 from portal.batches.progress import eta_seconds, progress_percent
+from portal.infra.extensions import db
+from portal.infra.queueing import get_queue
+from portal.models import Batch, BatchEvent, BatchFile, BatchItem, BatchItemAttempt, Task, User
 from portal.workflow import engine
 
 

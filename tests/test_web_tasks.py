@@ -3,7 +3,7 @@ countersign and sign, recall) and the instance page."""
 import re
 
 from support import csrf_token, login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Countersign, History, Instance, Task
 from portal.workflow import engine
 

@@ -2,10 +2,10 @@
 import pytest
 
 from support import GOOD_FORM
-from portal.extensions import db
+from portal.errors import Conflict, NotFound, UserError, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import History, Task
 from portal.workflow import engine, visibility
-from portal.errors import Conflict, NotFound, UserError, ValidationFailed
 
 
 def test_approve_moves_instance_to_next_node_and_records_history(factory):

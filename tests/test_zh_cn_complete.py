@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po
 
 from support import GOOD_FORM, csrf_token, login
 from portal.batches import runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Instance, ProcessDefinition, Task, User
 from portal.workflow import engine
 

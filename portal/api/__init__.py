@@ -16,11 +16,11 @@ from werkzeug.exceptions import HTTPException
 from portal.api.errors import ApiError
 from portal.api.operations import check_described, operation_of
 from portal.api.validation import check_request
-from portal.auth_loader import user_from_bearer_token
-from portal.extensions import csrf, db
 from portal.errors import WorkflowError
+from portal.infra.auth_loader import user_from_bearer_token
+from portal.infra.extensions import csrf, db
+from portal.infra.paging import keyset_page
 from portal.models.base import MAX_ID
-from portal.paging import keyset_page
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token auth, no cookies: nothing for a forged request to ride on

@@ -15,11 +15,11 @@ from portal.api.workflow import check_form_shape, invalid, only_fields
 from portal.batches import access, control, creation, dispatch
 from portal.batches.item_errors import english_labels
 from portal.batches.serialize import batch_to_dict, item_to_dict
-from portal.extensions import db
-from portal.models import Batch, BatchItem
-from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES, item_statuses_of
-from portal.models.base import is_db_id
 from portal.errors import NotFound
+from portal.infra.extensions import db
+from portal.models import Batch, BatchItem
+from portal.models.base import is_db_id
+from portal.models.batches import BATCH_STATUSES, ITEM_STATUSES, item_statuses_of
 
 CREATE_FIELDS = {"node_id", "task_ids", "all_pending", "filter", "action", "comment", "form",
                  "concurrency"}

@@ -8,12 +8,12 @@ from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
 from portal.batches.serialize import batch_to_dict
+from portal.errors import NotFound
 from portal.excel.errors_workbook import build_error_workbook, error_filename
 from portal.excel.layout import MODES
 from portal.excel.templates import build_template, template_filename
-from portal.extensions import db
-from portal.http_files import posted_file, xlsx_response
-from portal.errors import NotFound
+from portal.infra.extensions import db
+from portal.infra.http_files import posted_file, xlsx_response
 
 
 def _mode(value):

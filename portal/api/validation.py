@@ -20,8 +20,8 @@ from flask import g, request
 from flask_babel import gettext as _, lazy_gettext as _l
 
 from portal.api.errors import ApiError
-from portal.http_files import posted_file
 from portal.errors import ValidationFailed
+from portal.infra.http_files import posted_file
 
 MAX_DEPTH = 32  # levels of nested objects and lists in a JSON body
 INTEGER_TEXT = re.compile(r"-?[0-9]+")

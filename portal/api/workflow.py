@@ -11,11 +11,11 @@ from flask_babel import gettext as _
 from portal.api import ApiError, api_user, bp, int_arg, json_body, paginate
 from portal.api import schemas
 from portal.api.operations import Param, Reply, operation, page_reply
-from portal.extensions import db
+from portal.errors import ValidationFailed
+from portal.infra.extensions import db
 from portal.models import Task, User
 from portal.models.base import MAX_ID
 from portal.workflow import engine, listing, visibility
-from portal.errors import ValidationFailed
 
 
 
@@ -98,7 +98,7 @@ def instance_detail_to_dict(instance, history, all_tasks):
     ``tasks`` holds the pending tasks (contract section 4), ``all_tasks`` every
     task oldest first (done, recalled, cancelled too), ``current`` where the
     instance waits, and ``history`` what happened, oldest first. ``history`` and
-    ``all_tasks`` are pages (``portal.paging.Page``), each with its next cursor.
+    ``all_tasks`` are pages (``portal.infra.paging.Page``), each with its next cursor.
     """
     pending = [t for t in instance.tasks if t.status == "pending"]
     creator = db.session.get(User, instance.created_by_id) if instance.created_by_id else None

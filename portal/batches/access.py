@@ -1,10 +1,10 @@
 """Who may see and steer a batch, and what its items may show of their tasks."""
 from flask_babel import gettext as _
 
-from portal.extensions import db
+from portal.errors import NotFound, UserError
+from portal.infra.extensions import db
 from portal.models import Batch, Instance, Task
 from portal.models.base import chunks, is_db_id
-from portal.errors import NotFound, UserError
 
 # An item ignored for one of these names a task its batch's creator may not
 # open: it shows no title. (Rows written before "unavailable" existed say

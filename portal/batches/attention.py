@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy.orm import selectinload
 
 from portal.batches.lifecycle import retry_limit
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES, OPEN_BATCH_STATUSES

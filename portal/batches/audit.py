@@ -1,5 +1,5 @@
 """The batch audit trail: what people and recovery did to a batch, and when it finished."""
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchEvent
 
 

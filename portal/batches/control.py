@@ -7,11 +7,11 @@ from flask_babel import gettext as _
 from portal import events
 from portal.batches import lifecycle
 from portal.batches.audit import add_event
-from portal.extensions import db
+from portal.errors import Conflict, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES, OPEN_BATCH_STATUSES
-from portal.errors import Conflict, ValidationFailed
 
 
 def _locked(batch):

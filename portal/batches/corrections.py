@@ -14,7 +14,7 @@ from portal.batches import lifecycle, own_values
 from portal.batches.audit import add_event
 from portal.batches.control import DATA_ERROR, batch_accepts_retries
 from portal.errors import Conflict, NotFound
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.batches import FAILED_ITEM_STATUSES

@@ -14,13 +14,13 @@ from sqlalchemy import exists
 
 from portal.batches import item_errors, lifecycle, own_values
 from portal.batches.audit import add_event
-from portal.extensions import db
+from portal.errors import NotFound, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import Batch, Countersign, Instance, Node, Task
 from portal.models.base import MAX_ID, chunks, is_db_id, utcnow
 from portal.models.batches import MAX_CONCURRENCY
 from portal.workflow.engine import check_decision, validate_decision
 from portal.workflow.visibility import TaskState, blocking_reason, may_open, pending_tasks_query
-from portal.errors import NotFound, ValidationFailed
 
 def get_node(node_id):
     node = db.session.get(Node, node_id) if is_db_id(node_id) else None

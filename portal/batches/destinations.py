@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem, Instance, Node, Task
 from portal.models.base import chunks
 

@@ -3,16 +3,16 @@
 ``start`` and the ``enqueue_*`` functions enqueue at once, for a caller whose work has committed (a
 lane job after the runner's commits, recovery); a view asks inside its transaction with
 ``start_after_commit`` and ``rebuild_error_file_after_commit``, and the jobs go to RQ once it
-commits (``portal.queueing.enqueue_after_commit``), never if it rolls back. Enqueueing is best effort (``portal.queueing.enqueue``): if Redis is unreachable the batch stays in
+commits (``portal.infra.queueing.enqueue_after_commit``), never if it rolls back. Enqueueing is best effort (``portal.infra.queueing.enqueue``): if Redis is unreachable the batch stays in
 the database and recovery starts it later. The jobs are named by their declared names: a service
 never imports a job.
 """
 import logging
 import uuid
 
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import enqueue, enqueue_after_commit, get_queue
 from portal.models import Batch
-from portal.queueing import enqueue, enqueue_after_commit, get_queue
 
 log = logging.getLogger(__name__)
 

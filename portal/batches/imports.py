@@ -22,14 +22,14 @@ from portal.batches import dispatch, own_values
 from portal.batches.access import visible_batch
 from portal.batches.creation import classify, create_batch
 from portal.batches.listing import open_failures
+from portal.errors import NotFound, ValidationFailed, reason_message
 from portal.excel import UnusableFile, cells, reader, safety
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.models.base import utcnow
 from portal.models.uploads import PendingUpload
 from portal.workflow.engine import validate_decision
 from portal.workflow.forms import clean_value, is_blank, with_own_values
-from portal.errors import NotFound, ValidationFailed, reason_message
 
 KEEP_UPLOADS = timedelta(days=1)
 KEEP_PER_USER = 5            # a user's most recent unconfirmed uploads

@@ -21,7 +21,7 @@ from flask_babel import force_locale, gettext as _
 from portal import messages
 from portal.errors import CONFLICT_MESSAGES
 from portal.excel import layout
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, Node
 
 API_LOCALE = "en"

@@ -40,7 +40,7 @@ from portal import events
 from portal.batches import item_sql
 from portal.batches.audit import add_event
 from portal.batches.destinations import destination_counts
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Node, Task
 from portal.models.base import chunks, utcnow
 from portal.models.batches import COUNTER_OF, OPEN_BATCH_STATUSES

@@ -3,11 +3,11 @@ those filters, one page of a batch's items, and its audit log."""
 from sqlalchemy.orm import selectinload
 
 from portal.batches.access import visible_batches_query
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem, BatchItemAttempt, Node, Task, User
 from portal.models.batches import (
     BATCH_STATUSES, FAILED_ITEM_STATUSES, FINISHED_WITH_ERRORS, ITEM_STATUSES, item_statuses_of)
-from portal.paging import EMPTY, keyset_page
+from portal.infra.paging import EMPTY, keyset_page
 
 PAGE_SIZE = 50
 EVENTS_SHOWN = 100

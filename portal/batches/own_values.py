@@ -6,7 +6,7 @@ tasks a "set the same value for all" replaces, and templates, error workbooks an
 corrections show each task's values, so that what a person leaves as it is stays
 as it was.
 """
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Task
 from portal.models.base import chunks, is_db_id
 from portal.workflow.forms import own_values, with_own_values

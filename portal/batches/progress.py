@@ -5,7 +5,7 @@ time left from the runs that finished in the last two minutes.
 """
 from datetime import timedelta
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItemAttempt
 from portal.models.base import utcnow
 from portal.models.batches import FINISHED_WITH_ERRORS

@@ -38,7 +38,7 @@ from portal import events
 from portal.batches import item_errors, lifecycle
 from portal.batches.audit import add_event
 from portal.batches.runner import worker_name
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.messages import N_
 from portal.models import Batch, BatchItem
 from portal.models.base import utcnow

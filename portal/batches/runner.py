@@ -27,11 +27,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
 from portal.batches import item_errors, lifecycle
-from portal.extensions import db
+from portal.errors import Conflict, NotFound, UserError, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, User
 from portal.models.base import utcnow
 from portal.workflow.engine import decide
-from portal.errors import Conflict, NotFound, UserError, ValidationFailed
 
 log = logging.getLogger(__name__)
 

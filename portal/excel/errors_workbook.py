@@ -17,7 +17,7 @@ from portal.excel import layout
 from portal.excel.compose import build_workbook
 from portal.excel.values import form_cells
 from portal.excel.writer import TaskValues
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchFile, BatchItem
 from portal.models.base import utcnow
 

@@ -17,7 +17,7 @@ from portal.excel.compose import build_workbook
 from portal.excel.layout import MODES
 from portal.excel.values import form_cells
 from portal.excel.writer import TaskValues
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Task
 from portal.workflow.forms import own_values
 from portal.workflow.visibility import pending_tasks_query

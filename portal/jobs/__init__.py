@@ -1,7 +1,7 @@
 """RQ entry points: thin functions that take ids and call services.
 
-Every one is declared with ``portal.queueing.background_job`` (its name, queue, timeout and what
-finds its work again when it is lost) and enqueued through ``portal.queueing.enqueue``, or
+Every one is declared with ``portal.infra.queueing.background_job`` (its name, queue, timeout and what
+finds its work again when it is lost) and enqueued through ``portal.infra.queueing.enqueue``, or
 ``enqueue_after_commit`` inside a transaction; the periodic ones are listed in ``periodic``.
 Importing this package declares them all (the app factory does): a service names the job it
 needs by its declared name and never imports it.

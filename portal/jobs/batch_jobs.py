@@ -2,7 +2,7 @@
 from datetime import timezone
 
 from portal.batches import dispatch, runner
-from portal.queueing import WEEK, background_job
+from portal.infra.queueing import WEEK, background_job
 
 
 @background_job(dispatch.LANE, timeout=600, failure_ttl=WEEK,

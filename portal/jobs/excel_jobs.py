@@ -4,9 +4,9 @@ from flask import current_app
 from portal.batches import dispatch
 from portal.batches.lifecycle import lock_batch
 from portal.excel.errors_workbook import load_error_source, render, store_error_file
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import background_job
 from portal.models import Batch
-from portal.queueing import background_job
 
 ATTEMPTS = 3
 

@@ -7,11 +7,11 @@ worker killed) are still sent.
 import logging
 from datetime import timedelta
 
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.queueing import DELIVERIES, WEEK, background_job
 from portal.models import NoticeDelivery
 from portal.models.base import utcnow
 from portal.notices import delivery, outbox
-from portal.queueing import DELIVERIES, WEEK, background_job
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ scheduler or a late duplicate run does no harm."""
 import logging
 
 from portal.batches import dispatch, recovery
-from portal.extensions import db
-from portal.models import Batch
+from portal.infra.extensions import db
+from portal.infra.queueing import background_job
 from portal.jobs.notice_jobs import sweep_deliveries
-from portal.queueing import background_job
+from portal.models import Batch
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
+from portal.infra.queueing import job_path, queue_for
 from portal.jobs.periodic import PERIODIC_PREFIX, periodic_jobs
-from portal.queueing import job_path, queue_for
 
 log = logging.getLogger(__name__)
 

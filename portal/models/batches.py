@@ -14,7 +14,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, and_
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models.base import utcnow
 
 BATCH_STATUSES = ("pending", "running", "paused", "finished", "cancelled")

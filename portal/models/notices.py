@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models.base import utcnow
 
 NOTICE_KINDS = ("finished", "finished_with_errors", "cancelled", "retry_limit")

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models.base import utcnow
 
 

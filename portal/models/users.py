@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models.base import utcnow
 
 ROLES = ("user", "supervisor", "admin")

@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, NoticeDelivery, NoticeDeliveryAttempt, User
 from portal.models.base import utcnow
 from portal.notices import mail, preferences, webhook

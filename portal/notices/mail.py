@@ -15,7 +15,7 @@ from email.utils import formatdate
 from flask import current_app
 from flask_babel import force_locale, gettext as _
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem
 from portal.notices import texts
 from portal.notices.attempt import Outcome

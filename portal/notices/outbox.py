@@ -2,14 +2,14 @@
 
 A delivery row is made inside the batch's transaction, but its job must not run before that
 transaction commits (it would find nothing) nor at all if it rolls back: ``after_commit`` hands
-the jobs to the session's after-commit outbox (``portal.queueing.enqueue_after_commit``).
+the jobs to the session's after-commit outbox (``portal.infra.queueing.enqueue_after_commit``).
 
 Enqueueing is best effort: when Redis cannot be reached the delivery stays pending in the database
 and the sweep (``portal.jobs.notice_jobs.sweep_deliveries``, run by the scheduler) enqueues it
 later. Every job of one delivery attempt has the same RQ id, so the sweep can tell a delivery whose
 job still waits in Redis from one whose job was lost.
 
-The jobs wait on a queue of their own (``DELIVERY_QUEUE_NAME``, see ``portal.queueing``): a worker
+The jobs wait on a queue of their own (``DELIVERY_QUEUE_NAME``, see ``portal.infra.queueing``): a worker
 that listens to both takes batch work first, and ``make run`` gives the deliveries a worker of their
 own, so a slow receiver never holds batch work or recovery. A job's timeout comes from the
 attempt's deadline (``delivery.job_timeout_seconds``, declared with the job).
@@ -19,8 +19,8 @@ from datetime import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from portal.infra.queueing import enqueue, enqueue_after_commit, get_redis
 from portal.models.base import utcnow
-from portal.queueing import enqueue, enqueue_after_commit, get_redis
 
 # The declared name of the delivery job (``portal.jobs.notice_jobs.deliver``).
 DELIVERY = "notice-delivery"

@@ -15,7 +15,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from portal.errors import NotFound, ValidationFailed
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import ApiToken, NoticePreference, WebhookEndpoint
 from portal.models.base import is_db_id, utcnow
 from portal.notices import addresses

@@ -8,7 +8,7 @@ duplicate of an event is not an error at all (``records.record`` inserts nothing
 import logging
 
 from portal import events
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models.batches import FINISHED_WITH_ERRORS
 from portal.notices import delivery, outbox, records
 

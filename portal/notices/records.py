@@ -9,7 +9,7 @@ rather than failing the batch's transaction with a duplicate key error.
 """
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchEvent, BatchItem, Notice
 from portal.models.base import utcnow
 from portal.models.notices import EVENT_COLUMNS

@@ -19,10 +19,10 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from portal.errors import ValidationFailed
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.paging import keyset_page
 from portal.models import Batch, BatchItem, Node, Notice, NoticeDelivery, NoticeDeliveryAttempt
 from portal.notices import preferences, records, texts
-from portal.paging import keyset_page
 from portal.web.args import id_arg
 
 log = logging.getLogger(__name__)

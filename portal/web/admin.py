@@ -15,18 +15,18 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from portal import accounts
-from portal.extensions import db, login_manager
+from portal.errors import Conflict, ValidationFailed
+from portal.infra.extensions import db, login_manager
+from portal.infra.queueing import get_redis
 from portal.jobs.scheduler import last_beat
 from portal.models import ProcessDefinition, User
 from portal.models.base import utcnow
-from portal.queueing import get_redis
-from portal.web.auth import is_local_path
 from portal.web.args import id_arg
+from portal.web.auth import is_local_path
 from portal.web.errors import back_with_message
 from portal.web.forms import PasswordResetForm, ProcessUploadForm, UserCreateForm, UserEditForm
 from portal.workflow import engine, listing
 from portal.workflow.process_files import load_process_report
-from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -21,9 +21,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from portal import accounts
-from portal.extensions import db, limiter, login_manager
-from portal.web.forms import LoginForm, PasswordChangeForm
 from portal.errors import ValidationFailed
+from portal.infra.extensions import db, limiter, login_manager
+from portal.web.forms import LoginForm, PasswordChangeForm
 
 bp = Blueprint("auth", __name__)
 

@@ -20,13 +20,13 @@ from portal.batches import attention as attention_service
 from portal.batches.destinations import END_LABELS, item_destinations
 from portal.batches.progress import batch_eta, items_by_status, progress_percent, status_key
 from portal.batches.serialize import batch_to_dict
-from portal.extensions import db
+from portal.errors import Conflict, ValidationFailed
+from portal.infra.extensions import db
 from portal.models import Node
 from portal.models.batches import FINISHED_WITH_ERRORS, MAX_CONCURRENCY
 from portal.web.args import id_arg, id_list
 from portal.web.errors import back_with_message
 from portal.web.forms import build_node_form, node_form_values
-from portal.errors import Conflict, ValidationFailed
 
 bp = Blueprint("batches", __name__)
 

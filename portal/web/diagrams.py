@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, url_for
 from flask_login import current_user, login_required
 from werkzeug.utils import secure_filename
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import ProcessDefinition
 from portal.workflow import diagrams
 from portal.workflow.visibility import visible_instance

@@ -9,8 +9,8 @@ is missing or hidden, 403, 409, 422).
 from flask import flash, redirect, request
 from flask_babel import gettext as _
 
-from portal.extensions import db
 from portal.errors import NotFound, ValidationFailed, WorkflowError
+from portal.infra.extensions import db
 
 
 def back_with_message(exc, url, message=None):

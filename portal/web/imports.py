@@ -11,14 +11,14 @@ from flask_login import current_user, login_required
 from portal.batches import imports
 from portal.batches.access import visible_batch
 from portal.batches.creation import get_node
+from portal.errors import WorkflowError
 from portal.excel import UnusableFile, layout
 from portal.excel.errors_workbook import build_error_workbook, error_filename, layout_mode
 from portal.excel.templates import build_template, template_filename
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.http_files import posted_file, xlsx_response
 from portal.web.errors import back_with_message
-from portal.http_files import posted_file, xlsx_response
 from portal.workflow.visibility import pending_counts_by_node
-from portal.errors import WorkflowError
 
 bp = Blueprint("imports", __name__)
 SHOWN_PROBLEMS = 500

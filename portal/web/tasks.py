@@ -11,12 +11,12 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from portal.extensions import db
-from portal.models.base import utcnow
-from portal.workflow import engine, listing, visibility
 from portal.errors import CONFLICT_MESSAGES, Conflict, UserError, ValidationFailed
+from portal.infra.extensions import db
+from portal.models.base import utcnow
 from portal.web.args import id_arg
 from portal.web.errors import back_with_message
+from portal.workflow import engine, listing, visibility
 from portal.web.forms import (CountersignForm, DecisionForm, SignForm, build_node_form,
                               node_form_values)
 

@@ -4,7 +4,7 @@ draw these on the version's BPMN file; a version stored without one (very old ro
 """
 from datetime import datetime
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Node, Task
 
 

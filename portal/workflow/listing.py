@@ -3,10 +3,10 @@ instances (admins), a user's pending and done tasks and countersignatures, and a
 instance's history and tasks (in pages: a long instance is read a page at a time)."""
 from sqlalchemy.orm import selectinload
 
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.infra.paging import keyset_page, latest_page, numbered_page
 from portal.models import Countersign, History, Instance, Node, ProcessDefinition, Task
 from portal.models.base import contains
-from portal.paging import keyset_page, latest_page, numbered_page
 from portal.workflow.visibility import pending_tasks_query
 
 INSTANCE_STATUSES = ("running", "approved", "rejected")

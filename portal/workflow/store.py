@@ -6,7 +6,7 @@ is the latest version again. What is stored comes from the loader (``portal.work
 ``BpmnProcess``), through ``portal.workflow.process_files``; the engine reads versions
 (``portal.workflow.engine``).
 """
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node, ProcessDefinition
 
 

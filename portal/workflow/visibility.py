@@ -13,7 +13,7 @@ from portal.messages import message as _
 from sqlalchemy import and_, or_
 
 from portal.errors import NotFound, UserError, conflict
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Countersign, Instance, Node, ProcessDefinition, Task
 from portal.models.base import contains, utcnow
 

@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import BindParameter, Null, TextClause
 
 from support import GOOD_FORM, assert_counters_match_items
 from portal.batches import control, corrections, creation, recovery, runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, BatchItemAttempt, Task
 from portal.models.base import utcnow
 from portal.workflow import engine

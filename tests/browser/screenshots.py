@@ -41,7 +41,7 @@ def _batch_with_every_outcome(alice, node):
     from flask import current_app
 
     from portal.batches import creation, runner
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import BatchItem, Task
     from portal.workflow.engine import validate_decision
 
@@ -86,7 +86,7 @@ def _batch_with_every_outcome(alice, node):
 def _batch_under_way(alice, node):
     """A form batch of 30 tasks with a third done: what a running batch looks like."""
     from portal.batches import creation, runner
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Task
 
     task_ids = db.session.execute(
@@ -107,7 +107,7 @@ def build_data(app):
 
     from portal.accounts import find_user
     from portal.demo import load_demo
-    from portal.extensions import db
+    from portal.infra.extensions import db
     from portal.models import Node, ProcessDefinition
 
     with app.app_context():

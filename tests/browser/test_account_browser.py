@@ -4,7 +4,7 @@ navbar) on the login page, changing one's password from the navbar user name
 import re
 
 from conftest import browser_login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Task, User
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from browser.conftest import browser_login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch
 
 

@@ -5,7 +5,7 @@ violations); when the file cannot be had the page says so."""
 import pytest
 
 from conftest import browser_login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Task
 from portal.workflow.engine import decide, start_instance
 from support import GOOD_FORM

@@ -10,7 +10,7 @@ import pytest
 from browser.conftest import browser_login
 from portal.batches import runner
 from portal.excel import layout
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.jobs.excel_jobs import build_error_file
 from portal.models import Batch, Node, Task
 

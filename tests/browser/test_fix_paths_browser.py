@@ -5,7 +5,7 @@ import re
 
 from browser.conftest import browser_login
 from portal.batches import runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import BatchItem, Task
 
 

@@ -6,7 +6,7 @@ import re
 
 from browser.conftest import browser_login
 from portal.batches import creation, runner
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Batch, BatchItem, Task
 from portal.workflow.engine import validate_decision
 

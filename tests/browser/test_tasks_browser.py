@@ -2,7 +2,7 @@
 form (including a table row added with the page's script) and approve it, once
 in English and once in Chinese chosen from the navbar."""
 from conftest import browser_login
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Task
 
 

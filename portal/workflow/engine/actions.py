@@ -12,7 +12,7 @@ from flask import current_app
 from portal.messages import message as _
 
 from portal.errors import NotFound, UserError, ValidationFailed, conflict
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Countersign, History, Instance, ProcessDefinition, Task, User
 from portal.models.base import utcnow
 from portal.workflow.engine import multi_instance, runtime

@@ -14,7 +14,7 @@ says why; the caller rolls back and reports.
 """
 from dataclasses import dataclass, field
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Instance, Task
 from portal.workflow.engine import runtime
 from portal.workflow.engine.sync import apply_sync, plan_sync

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from portal.messages import message as _
 
 from portal.errors import UserError
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Task, User
 from portal.models.base import utcnow
 from portal.workflow.engine import runtime

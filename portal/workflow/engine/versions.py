@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
 
-from portal.extensions import db
+from portal.infra.extensions import db
 from portal.models import Node, ProcessDefinition
 
 MAX_VERSIONS = 64

@@ -7,7 +7,7 @@ from flask import current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal import accounts
-from portal.extensions import db, login_manager
+from portal.infra.extensions import db, login_manager
 
 
 def init_app(app):

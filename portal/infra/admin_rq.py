@@ -17,7 +17,8 @@ from flask import abort, current_app, request
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
-# The dashboard's actions log under the name they always had (it was served from portal.metrics):
+# The dashboard's actions log under the name they always had (it was served from portal.metrics, the
+# module now at portal.infra.metrics, which logs under that name too):
 # log filters and alerts that look for them keep finding them.
 log = logging.getLogger("portal.metrics")
 
@@ -27,8 +28,8 @@ DASHBOARD_CSRF_COOKIE = "_csrf_token"  # the name rq-dashboard's scripts read
 
 def _dashboard_guard():
     """Runs first on every dashboard request, in place of rq-dashboard's own connection hook."""
-    from portal.extensions import login_manager
-    from portal.queueing import get_redis
+    from portal.infra.extensions import login_manager
+    from portal.infra.queueing import get_redis
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if not current_user.is_admin:
@@ -56,7 +57,7 @@ _STYLE_ATTRIBUTE = re.compile(r"""\sstyle=(?:"([^"]*)"|'([^']*)')""", re.I)
 def dashboard_csp(html):
     """The portal's policy, letting through exactly the inline scripts and style attributes of this
     page (by hash) and the eval its templating library (underscore) needs; no 'unsafe-inline'."""
-    from portal.security import CSP
+    from portal.infra.security import CSP
     scripts = [body for attributes, body in _INLINE_SCRIPT.findall(html)
                if "src=" not in attributes.lower() and "text/template" not in attributes.lower()]
     styles = [double or single for double, single in _STYLE_ATTRIBUTE.findall(html)]

@@ -7,7 +7,7 @@ so a batch of 100,000 items pages as fast as one of ten.
 """
 from dataclasses import dataclass
 
-from portal.extensions import db
+from portal.infra.extensions import db
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Unbound Flask extensions; ``init_app`` binds them to an application.
 
-The Redis connection is created lazily per process (see ``portal.queueing``),
+The Redis connection is created lazily per process (see ``portal.infra.queueing``),
 so importing this module opens nothing.
 """
 import sqlite3

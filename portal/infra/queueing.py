@@ -30,9 +30,10 @@ from flask import current_app
 from rq import Queue
 from sqlalchemy import event
 
-from portal.extensions import db
+from portal.infra.extensions import db
 
-log = logging.getLogger(__name__)
+# The name it had before the module moved to portal/infra/, kept for log filters.
+log = logging.getLogger("portal.queueing")
 
 _connections = {}
 

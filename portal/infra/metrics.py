@@ -1,4 +1,4 @@
-"""What operators watch: Prometheus metrics at ``/metrics`` (RQ's dashboard is ``portal.admin_rq``).
+"""What operators watch: Prometheus metrics at ``/metrics`` (RQ's dashboard is ``portal.infra.admin_rq``).
 
 Metrics (names and labels are listed in docs/operations.md, "Metrics, dashboard and logs"):
 
@@ -33,7 +33,9 @@ from rq import get_current_job
 
 from portal import events
 
-log = logging.getLogger(__name__)
+# The name it had before the module moved to portal/infra/: log filters and the dashboard's action
+# lines (portal.infra.admin_rq) name it.
+log = logging.getLogger("portal.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_DIR_NAME = "prometheus"
@@ -85,7 +87,7 @@ def clear_multiprocess_dir(app):
 
 
 def gunicorn_child_exit(_server, worker):
-    """gunicorn's ``child_exit`` hook (``child_exit = portal.metrics.gunicorn_child_exit`` in a
+    """gunicorn's ``child_exit`` hook (``child_exit = portal.infra.metrics.gunicorn_child_exit`` in a
     gunicorn config file): the dead worker's live gauges leave the sums. The portal has no
     per-process gauge today, so this only keeps the directory right if one is added."""
     from prometheus_client import multiprocess
@@ -207,7 +209,7 @@ class PortalCollector:
     @staticmethod
     def _database(gauge):
         from sqlalchemy import func, select
-        from portal.extensions import db
+        from portal.infra.extensions import db
         from portal.models import Batch
         from portal.models.batches import BATCH_STATUSES
         # The session's connection (on SQLite a second one would wait for the write lock an open
@@ -228,8 +230,8 @@ class PortalCollector:
     def _redis(gauge):
         from rq import Queue, Worker
         from rq.registry import FailedJobRegistry
+        from portal.infra.queueing import get_redis
         from portal.jobs.scheduler import last_beat
-        from portal.queueing import get_redis
         conn = get_redis()
         queues = Queue.all(connection=conn)
         if not any(q.name == current_app.config["QUEUE_NAME"] for q in queues):
