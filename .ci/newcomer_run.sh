@@ -34,7 +34,7 @@ trap cleanup EXIT
 make_pid=$!
 url="http://127.0.0.1:$port"
 for _ in $(seq 600); do
-  if grep -q "Ctrl-C stops everything" "$log" && curl -fsS -o /dev/null "$url/login"; then break; fi
+  if grep -q "Ctrl-C stops everything" "$log" && curl -fsS -o /dev/null "$url/login" 2>/dev/null; then break; fi
   if ! kill -0 "$make_pid" 2>/dev/null; then echo "make run exited early:"; tail -n 40 "$log"; exit 1; fi
   sleep 1
 done
