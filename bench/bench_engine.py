@@ -46,8 +46,12 @@ def child(args):
     with app.app_context():
         from portal.accounts import create_user
         from portal.demo import EXPENSE
-        from portal.infra.extensions import db
-        from portal.infra.queueing import get_redis
+        try:
+            from portal.infra.extensions import db
+            from portal.infra.queueing import get_redis
+        except ImportError:  # a code base from before portal/infra/
+            from portal.extensions import db
+            from portal.queueing import get_redis
         from portal.models import Node
         try:
             from portal.workflow.process_files import load_definition
