@@ -106,7 +106,7 @@ def test_a_parallel_countersign_left_waiting_for_nothing_is_repaired_to_its_end(
     assert (again["stuck_repaired"], again["stuck_unrepaired"]) == (0, 0)
     # A pass working from a list read before the repair re-checks under the lock and changes nothing.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(repair, "stuck_instance_ids", lambda: [instance_id])
+        patch.setattr(repair, "stuck_instance_ids", lambda limit=None: [instance_id])
         assert recovery.repair_stuck_instances() == {"repaired": 0, "unrepaired": 0}
     assert _moved(before, _counted(client), "repaired") == 1
     assert db.session.get(Instance, instance_id).status == "approved"
@@ -183,3 +183,21 @@ def test_instances_that_wait_or_ended_are_not_stuck(app, who):
     db.session.rollback()
     assert recovery.recover()["stuck_repaired"] == 0
     assert _pending(waiting) == [("countersign", "alice"), ("countersign", "bob")]
+
+
+def test_a_pass_repairs_at_most_its_share_and_the_next_pass_goes_on(app, who, monkeypatch):
+    """However many instances a defect left stuck, one recovery pass takes a bounded number of them
+    (each is an engine run under its instance lock), and the next pass takes the rest."""
+    stuck = [_at_the_countersign(who) for _ in range(3)]
+    for instance_id in stuck:
+        for row in db.session.get(Instance, instance_id).tasks:
+            if row.status == "pending":
+                row.status = "cancelled"
+    db.session.commit()
+    monkeypatch.setattr(recovery, "STUCK_INSTANCES_PER_PASS", 2)
+
+    assert recovery.recover()["stuck_repaired"] == 2
+    assert recovery.recover()["stuck_repaired"] == 1
+    assert recovery.recover()["stuck_repaired"] == 0
+    for instance_id in stuck:
+        assert _pending(instance_id) == [("countersign", "alice"), ("countersign", "bob")]

@@ -231,11 +231,16 @@ def _repair_one(instance_id):
     return result
 
 
+# Each repair is an engine run under its instance's lock: a pass takes this many at most, the next
+# pass the following ones, so a defect that left thousands stuck never makes one pass long.
+STUCK_INSTANCES_PER_PASS = 100
+
+
 def repair_stuck_instances():
     """Running instances that wait on nothing, repaired where the engine can move them on;
     returns {"repaired": n, "unrepaired": n}. An instance left unrepaired is found, reported and counted
     again on every pass, until a person deals with it."""
-    ids = repair.stuck_instance_ids()
+    ids = repair.stuck_instance_ids(STUCK_INSTANCES_PER_PASS)
     db.session.rollback()
     counts = {"repaired": 0, "unrepaired": 0}
     for instance_id in ids:

@@ -34,11 +34,12 @@ def waits_on_something(instance=Instance):
     return db.exists().where(Task.instance_id == instance.id, Task.status == "pending")
 
 
-def stuck_instance_ids():
-    """Ids of running instances that wait on nothing, oldest first (read in the caller's transaction)."""
+def stuck_instance_ids(limit=None):
+    """Ids of running instances that wait on nothing (at most ``limit``), oldest first (read in the
+    caller's transaction)."""
     return db.session.execute(
         db.select(Instance.id).where(Instance.status == "running", ~waits_on_something())
-        .order_by(Instance.id)).scalars().all()
+        .order_by(Instance.id).limit(limit)).scalars().all()
 
 
 def _lock_if_stuck(instance_id):
